@@ -1,0 +1,1 @@
+"""The Frankfurt -> Amsterdam relay: wire format, mutual TLS, sender link and receiver."""

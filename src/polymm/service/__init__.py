@@ -1,0 +1,1 @@
+"""Plumbing shared by every service: config from the environment, logging, systemd, run loop."""
