@@ -47,7 +47,7 @@ class FrameError(ValueError):
     """The peer sent something that is not a valid frame; the connection must be closed."""
 
 
-class OversizedFrame(FrameError):
+class OversizedFrameError(FrameError):
     pass
 
 
@@ -146,7 +146,7 @@ class FrameDecoder:
             while end - offset >= 4:
                 (length,) = _LEN.unpack_from(buf, offset)
                 if length > self.max_frame:
-                    raise OversizedFrame(f"frame of {length} bytes exceeds the {self.max_frame} limit")
+                    raise OversizedFrameError(f"frame of {length} bytes exceeds the {self.max_frame} limit")
                 if length < _HEADER.size:
                     raise FrameError(f"frame length {length} is shorter than a header")
                 if end - offset - 4 < length:

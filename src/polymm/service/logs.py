@@ -32,3 +32,24 @@ def setup_logging(service: str, level: str | None = None) -> logging.Logger:
     # The websockets library logs every handshake at INFO; our own lines say what matters.
     logging.getLogger("websockets").setLevel(logging.WARNING)
     return logging.getLogger(service)
+
+
+class Throttle:
+    """Lets a repeated warning through at most once per interval, counting what it held back,
+    so a flood of bad input leaves a clear trace without flooding the journal."""
+
+    def __init__(self, interval_s: float = 10.0) -> None:
+        self.interval_s = interval_s
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def warn(self, logger: logging.Logger, key: str, msg: str, *args: object, exc_info: bool = False) -> None:
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval_s:
+            self._held[key] = self._held.get(key, 0) + 1
+            return
+        held = self._held.pop(key, 0)
+        self._last[key] = now
+        suffix = f" (+{held} similar since last report)" if held else ""
+        logger.warning(msg + suffix, *args, exc_info=exc_info)

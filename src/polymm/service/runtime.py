@@ -12,7 +12,9 @@ import uvloop
 
 from polymm.service.config import ConfigError
 
-log = logging.getLogger("runtime")
+log = logging.getLogger("polymm.runtime")
+
+ServiceMain = Callable[[asyncio.Event], Awaitable[None]]
 
 
 def install_stop_signals(stop: asyncio.Event) -> None:
@@ -26,7 +28,7 @@ def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
     stop.set()
 
 
-def run_service(build: Callable[[], Callable[[asyncio.Event], Awaitable[None]]]) -> int:
+def run_service(build: Callable[[], ServiceMain]) -> int:
     """Build the service from config (ConfigError -> exit 2 with one line), then run it on uvloop."""
     try:
         serve = build()

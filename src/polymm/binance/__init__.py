@@ -1,0 +1,1 @@
+"""Binance market-data WebSocket: stream URLs, payload parsing, and a self-healing client."""
