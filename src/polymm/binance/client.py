@@ -244,9 +244,11 @@ class BinanceFeed:
                 else:
                     stats.trades += 1
                 on_event(event)
-        except ConnectionClosed as exc:
-            return f"closed by peer ({exc.rcvd.code if exc.rcvd else 'no close frame'})"
-        return "closed by peer"
+        except ConnectionClosed:
+            pass  # a clean close ends the iteration instead; both are described below
+        if ws.close_code is None:
+            return "connection lost (no close frame)"
+        return f"closed by peer ({ws.close_code} {ws.close_reason})".replace(" )", ")")
 
     def _control(self, event: Control) -> None:
         if event.event == "serverShutdown":

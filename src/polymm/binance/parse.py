@@ -116,6 +116,8 @@ class Parser:
                 route = self._route(env.stream)
             if route is not None:
                 return route(env.data, recv_ts)
+            if env.stream and not env.stream.startswith("!"):
+                return None  # a data stream this parser does not handle
             raw = env.data if env.stream else message
             ctl = _control.decode(raw)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:

@@ -309,6 +309,8 @@ def _fmt_peer(peername: object) -> str:
 
 
 def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificate verify failed: {exc.verify_message}"
     if isinstance(exc, ssl.SSLError) and exc.reason:
-        return str(exc.reason)
+        return str(exc.reason).replace("_", " ").lower()  # e.g. "peer did not return a certificate"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -14,6 +14,7 @@ from polymm.binance.client import BinanceFeed
 from polymm.binance.streams import plan_connections
 from polymm.relay.config import SenderConfig
 from polymm.relay.link import RelayLink
+from polymm.service.backoff import sleep_or_stop
 from polymm.service.logs import setup_logging
 from polymm.service.runtime import ServiceMain, run_service
 from polymm.service.systemd import Notifier, watchdog_interval_s
@@ -76,8 +77,7 @@ class Sender:
         last_t = time.monotonic()
         last_msgs = last_frames = 0
         last_log = last_t
-        while not stop.is_set():
-            await asyncio.sleep(interval)
+        while not await sleep_or_stop(stop, interval):
             now = time.monotonic()
             msgs = sum(f.stats.messages for f in self.feeds)
             frames = self.link.stats.frames_sent

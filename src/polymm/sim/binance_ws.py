@@ -75,8 +75,9 @@ class BinanceSim:
 
     async def start(self) -> None:
         self._server = await serve(
-            self._handle, self.host, self.port, ping_interval=self.ping_interval_s, compression=None
-        )
+            self._handle, self.host, self.port, compression=None,
+            ping_interval=self.ping_interval_s, ping_timeout=self.ping_interval_s,
+        )  # fmt: skip
         self.port = self._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         if self._autostart and self.rate_hz > 0:
             self._ticker = asyncio.create_task(self._tick_loop())

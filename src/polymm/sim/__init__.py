@@ -1,0 +1,1 @@
+"""Local servers that speak the real venues' formats, for tests, the demo and benchmarks."""
