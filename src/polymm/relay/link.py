@@ -76,6 +76,8 @@ class RelayLink:
         self._backoff = backoff or Backoff()
         self.stats = LinkStats()
         self._transport: asyncio.Transport | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._burst: list[bytes] | None = None
         self._writable = False
         self._seq = 0
         self._last_write_ns = 0
@@ -101,19 +103,16 @@ class RelayLink:
         return len(self._pending) + len(self._unacked)
 
     def send(self, event: Bbo | Trade) -> None:
-        transport = self._transport
-        if transport is not None and self._writable:
+        if self._transport is not None and self._writable:
             self._seq += 1
             now = time.time_ns()
             if type(event) is Bbo:
-                transport.write(wire.encode_bbo(self._seq, now, event))
+                self._write(wire.encode_bbo(self._seq, now, event))
                 self.stats.bbo_sent += 1
             else:
-                transport.write(wire.encode_trade(self._seq, now, event))  # type: ignore[arg-type]
+                self._write(wire.encode_trade(self._seq, now, event))  # type: ignore[arg-type]
                 self._track(self._seq, event)  # type: ignore[arg-type]
                 self.stats.trades_sent += 1
-            self.stats.frames_sent += 1
-            self._last_write_ns = now
         elif type(event) is Bbo:
             if event.symbol in self._conflated:
                 self.stats.bbo_conflated += 1
@@ -126,12 +125,28 @@ class RelayLink:
         item = Notice(event, time.time_ns(), detail, f"{self._hello['boot_id']}-{self._notice_n}")
         if self._transport is not None and self._writable:
             self._seq += 1
-            self._transport.write(wire.encode_notice(self._seq, time.time_ns(), item))
+            self._write(wire.encode_notice(self._seq, time.time_ns(), item))
             self._track(self._seq, item)
             self.stats.notices_sent += 1
-            self.stats.frames_sent += 1
         else:
             self._buffer(item)
+
+    def _write(self, frame: bytes, frames: int = 1) -> None:
+        """The first frame of a loop iteration goes out at once (no added latency); frames that
+        follow in the same iteration, i.e. a burst parsed from one read, share one TLS record."""
+        self.stats.frames_sent += frames
+        self._last_write_ns = time.time_ns()
+        if self._burst is None:
+            self._transport.write(frame)  # type: ignore[union-attr]
+            self._burst = []
+            self._loop.call_soon(self._end_burst)
+        else:
+            self._burst.append(frame)
+
+    def _end_burst(self) -> None:
+        burst, self._burst = self._burst, None
+        if burst and self._transport is not None:
+            self._transport.write(b"".join(burst))
 
     def _track(self, seq: int, item: Reliable) -> None:
         unacked = self._unacked
@@ -240,16 +255,16 @@ class RelayLink:
                 continue
             if self._writable and now - self._last_write_ns >= self.heartbeat_s * 1e9:
                 self._seq += 1
-                transport.write(wire.encode_heartbeat(self._seq, now))
-                self._last_write_ns = now
+                self._write(wire.encode_heartbeat(self._seq, now))
                 self.stats.heartbeats_sent += 1
-                self.stats.frames_sent += 1
 
     # -- protocol callbacks ------------------------------------------------------------------------
 
     def _on_connected(self, transport: asyncio.Transport) -> None:
         transport.set_write_buffer_limits(high=self.write_buffer_high)
         self._transport = transport
+        self._loop = asyncio.get_running_loop()
+        self._burst = None
         self._seq = 0
         self.stats.connects += 1
         self.stats.last_rx_ns = time.time_ns()
@@ -257,8 +272,7 @@ class RelayLink:
         frames = [wire.encode_hello(self._seq, time.time_ns(), self._hello)]
         self._writable = True
         frames += self._flush_frames()
-        transport.write(b"".join(frames))
-        self._last_write_ns = time.time_ns()
+        self._write(b"".join(frames), len(frames))
 
     def _flush_frames(self) -> list[bytes]:
         """Frames for everything held back: replayed trades/notices, then the latest BBO per symbol."""
@@ -295,7 +309,6 @@ class RelayLink:
                 "relay flushed %d held trades/notices and %d conflated quotes", replayed, len(self._conflated)
             )
         self.stats.replayed += replayed
-        self.stats.frames_sent += len(frames)
         self._conflated = {}
         return frames
 
@@ -317,13 +330,14 @@ class RelayLink:
         self._writable = True
         frames = self._flush_frames()
         if frames:
-            self._transport.write(b"".join(frames))
+            self._write(b"".join(frames), len(frames))
 
     def _on_lost(self, exc: Exception | None) -> None:
         if self._transport is None:
             return
         self._transport = None
         self._writable = False
+        self._burst = None  # BBO in it is stale by now; its trades are in the unacked list
         self.stats.outages += 1
         # Anything not acknowledged may have died in a socket buffer: replay it, oldest first.
         if self._unacked:
