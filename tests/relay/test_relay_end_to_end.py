@@ -78,3 +78,22 @@ async def test_quiet_market_sends_heartbeats(certs: Path, receiver, binance: Bin
 
 def test_inbox_filters():
     assert Inbox().bbo() == [] and Inbox().notices("x") == []
+
+
+async def test_receiver_reports_trade_id_gaps_and_sender_sessions(certs: Path, receiver, binance: BinanceSim):
+    rx, inbox = receiver
+    async with running_sender(sender_config(certs, rx.port, binance)):
+        await binance.wait_connections(1)
+        await eventually(lambda: inbox.notices("relay_connected"), what="relay_connected")
+        await binance.push_trade("btcusdt", 100, 1)
+        binance.symbol("btcusdt").trade_id += 4  # Binance published 4 trades we never saw
+        await binance.push_trade("btcusdt", 101, 1)
+        await eventually(lambda: len(inbox.trades()) == 2)
+    await eventually(lambda: inbox.notices("relay_disconnected"), what="relay_disconnected")
+    (gap,) = inbox.notices("trade_id_gap")
+    first, second = inbox.trades()
+    assert gap.detail == {"symbol": "BTCUSDT", "is_agg": False, "after_id": first.trade_id,
+                          "next_id": second.trade_id, "missing": 4}  # fmt: skip
+    assert inbox.index(gap) < inbox.index(second)  # the hole is announced before the data resumes
+    assert inbox.notices("relay_connected")[0].detail["sender"] == "test-sender"
+    assert rx.stats.trade_id_gaps == 1 and rx.stats.trades_missing == 4

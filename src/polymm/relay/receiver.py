@@ -148,6 +148,16 @@ class RelayReceiver:
 
     # -- event delivery (called by connections) ---------------------------------------------
 
+    def local_notice(self, event: str, ts: int, detail: dict[str, object]) -> None:
+        """A notice raised here (not by a sender): trade-id gaps, senders coming and going."""
+        notice = Notice(event, ts, detail, arrival_ts=ts)
+        self.stats.notices += 1
+        try:
+            self.on_event(notice)
+        except Exception:
+            self.stats.callback_errors += 1
+            self._throttle.warn(log, "callback", "event consumer raised; notice skipped", exc_info=True)
+
     def _deliver(self, frame: wire.Frame, arrival_ts: int) -> None:
         body = frame.body
         kind = type(body)
@@ -166,6 +176,10 @@ class RelayReceiver:
                 if last is not None and tid > last + 1:
                     stats.trade_id_gaps += 1
                     stats.trades_missing += tid - last - 1
+                    self.local_notice("trade_id_gap", arrival_ts, {
+                        "symbol": key[0], "is_agg": key[1], "after_id": last, "next_id": tid,
+                        "missing": tid - last - 1,
+                    })  # fmt: skip
                 self._max_trade_id[key] = tid
             stats.trades += 1
         else:
@@ -203,6 +217,7 @@ class _SenderConnection(asyncio.Protocol):
         self._last_frame_ns = time.time_ns()
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
+        self._refused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._transport = transport
@@ -250,12 +265,16 @@ class _SenderConnection(asyncio.Protocol):
     def _hello(self, info: object) -> None:
         if isinstance(info, dict):
             self.sender = str(info.get("sender", "?"))
+            self._rx.local_notice(
+                "relay_connected", time.time_ns(), {"sender": self.sender, "peer": self.peer}
+            )
             log.info(
                 "sender %s (%s) says hello: market=%s symbols=%s trades=%s",
                 self.sender, self.peer, info.get("market"), info.get("symbols"), info.get("include_trades"),
             )  # fmt: skip
 
     def _drop(self, why: str) -> None:
+        self._refused = True  # what is left in the buffer is the bad frame, not a truncated one
         self._rx._throttle.warn(log, f"drop:{self.peer}", "closing connection from %s (%s): %s",
                                 self.peer, self.sender, why)  # fmt: skip
         self.close()
@@ -289,7 +308,7 @@ class _SenderConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         rx = self._rx
-        if self._decoder.pending_bytes:
+        if self._decoder.pending_bytes and not self._refused:
             rx.stats.truncated += 1
             log.warning("sender %s (%s) left a truncated frame (%d bytes)", self.sender, self.peer,
                         self._decoder.pending_bytes)  # fmt: skip
@@ -300,6 +319,9 @@ class _SenderConnection(asyncio.Protocol):
             rx._connections.discard(self)
             rx.stats.active = len(rx._connections)
             log.info("sender %s (%s) disconnected%s", self.sender, self.peer, f": {exc}" if exc else "")
+            if self.sender != "?":  # only senders that said hello were announced as connected
+                detail = {"sender": self.sender, "peer": self.peer, "reason": str(exc or "closed")}
+                rx.local_notice("relay_disconnected", time.time_ns(), detail)
 
 
 def _fmt_peer(peername: object) -> str:
