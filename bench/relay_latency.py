@@ -63,6 +63,7 @@ def sim_cmd(port: int, count: int, rate: float) -> list[str]:
 async def role_sink(port: int, certs: Path, expect: int) -> str:
     """Our receiver: record (arrival - sender's recv_ts) for every event."""
     from polymm.relay import tls
+    from polymm.relay.events import Notice
     from polymm.relay.receiver import RelayReceiver
 
     lat = array("q")
@@ -71,6 +72,8 @@ async def role_sink(port: int, certs: Path, expect: int) -> str:
     done = asyncio.Event()
 
     def on_event(event: object) -> None:
+        if isinstance(event, Notice):
+            return
         lat.append(event.arrival_ts - event.recv_ts)  # type: ignore[attr-defined]
         inside.append(event.send_ts - event.recv_ts)  # type: ignore[attr-defined]
         arrivals.append(event.arrival_ts)  # type: ignore[attr-defined]

@@ -1,14 +1,18 @@
-"""`make demo`: the relay on one machine, for ~20 s.
+"""`make demo`: the system on one machine, for ~20 s, then a look at the data it wrote.
 
-Starts a local Binance-format WebSocket server, a receiver that prints what arrives with its
-per-hop latency (relay-monitor), and the real binance-sender between them over mutual TLS with
-certificates made by scripts/generate-certs.sh; then stops everything with SIGTERM, as systemd
-would, and checks that each process exited cleanly.
+Starts local servers that speak the venues' formats (Binance, Polymarket) and a local
+S3-compatible server (moto), then the real services between them, with mutual-TLS certificates
+made by scripts/generate-certs.sh:
+  prod-like:  binance-sender -> relay-monitor (prints each event with its per-hop latency)
+  collection: binance-collector (sender with trades) -> data-collector -> S3
+Stops everything with SIGTERM, as systemd would, checks each process exited cleanly, then lists
+the Parquet objects in S3 and prints a few rows read back from them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import shutil
 import signal
@@ -16,10 +20,19 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
+
+from polymm.service.backoff import sleep_or_stop
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "demo-data"
+BUCKET = "marketdata-backtest"
+REGION = "eu-central-1"
+TOKENS = ["71321045679252212594626385532706912750332728571942532289631379312455583992563",
+          "48331043336612883890938759509493159234755048973500640148014422747788308965732"]  # fmt: skip
+# Throwaway credentials for the local S3 server only; real ones come from Ansible Vault.
+S3_ENV = {"AWS_ACCESS_KEY_ID": "demo", "AWS_SECRET_ACCESS_KEY": "demo", "AWS_DEFAULT_REGION": REGION}
 
 
 def free_port() -> int:
@@ -38,62 +51,144 @@ def make_certs() -> Path:
     return certs
 
 
-async def pipe(name: str, stream: asyncio.StreamReader) -> None:
+def wait_http(url: str, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=0.5).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+class Stack:
+    def __init__(self) -> None:
+        self.procs: list[tuple[str, asyncio.subprocess.Process, asyncio.Task[object]]] = []
+
+    async def start(self, name: str, args: list[str], env: dict[str, str], quiet: bool = False) -> None:
+        output = asyncio.subprocess.DEVNULL if quiet else asyncio.subprocess.PIPE
+        proc = await asyncio.create_subprocess_exec(
+            *args, env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+            stdout=output, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        task = asyncio.create_task(_pipe(name, proc.stdout) if proc.stdout else asyncio.sleep(0))
+        self.procs.append((name, proc, task))
+
+    def exited(self) -> list[str]:
+        return [name for name, proc, _ in self.procs if proc.returncode is not None]
+
+    async def stop(self) -> list[str]:
+        """SIGTERM in reverse start order (producers before consumers); returns failures."""
+        failed = []
+        for name, proc, task in reversed(self.procs):
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+            try:
+                code = await asyncio.wait_for(proc.wait(), 60)
+            except TimeoutError:
+                proc.kill()
+                code = await proc.wait()
+            await task
+            if code not in (0, -signal.SIGTERM):
+                failed.append(f"{name} exited {code}")
+        return failed
+
+
+async def _pipe(name: str, stream: asyncio.StreamReader) -> None:
     while line := await stream.readline():
-        print(f"[{name:<14}] {line.decode(errors='replace').rstrip()}", flush=True)
+        print(f"[{name:<17}] {line.decode(errors='replace').rstrip()}", flush=True)
 
 
-async def start(
-    name: str, args: list[str], env: dict[str, str]
-) -> tuple[asyncio.subprocess.Process, asyncio.Task]:
-    proc = await asyncio.create_subprocess_exec(
-        *args, env={**os.environ, **env}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    assert proc.stdout is not None
-    return proc, asyncio.create_task(pipe(name, proc.stdout))
+def show_lake(endpoint: str) -> None:
+    import boto3
+    import pyarrow.parquet as pq
+
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name=REGION)
+    objects = s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])
+    print(f"\n=== s3://{BUCKET}: {len(objects)} objects ===")
+    for obj in objects:
+        print(f"  {obj['Key']}  ({obj['Size']} bytes)")
+    for prefix in (
+        "binance/bbo/",
+        "binance/trades/",
+        "polymarket/l2/",
+        "polymarket/trades/",
+        "collector/events/",
+    ):
+        key = next((o["Key"] for o in objects if o["Key"].startswith(prefix)), None)
+        if key is None:
+            continue
+        table = pq.read_table(io.BytesIO(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()))
+        print(f"\n--- {key}: {table.num_rows} rows, first 3 ---")
+        for row in table.slice(0, 3).to_pylist():
+            if "bids" in row:
+                row = {**row, "bids": row["bids"][:3], "asks": row["asks"][:3]}
+            print("  ", row)
+    print("\nA researcher reads a day with:\n  pyarrow.dataset.dataset("
+          "'s3://marketdata-backtest/binance/bbo/', partitioning='hive')\n")  # fmt: skip
 
 
 async def main(seconds: float) -> int:
+    import boto3
+
     certs = make_certs()
-    binance_port, relay_port = free_port(), free_port()
+    if (DATA / "collector").exists():
+        shutil.rmtree(DATA / "collector")
+    ports = {name: free_port() for name in ("binance", "polymarket", "s3", "relay", "collector")}
     py = sys.executable
-    common = {"CERT_DIR": str(certs), "PYTHONUNBUFFERED": "1", "STATUS_LOG_SECS": "5"}
-    procs: list[tuple[str, asyncio.subprocess.Process, asyncio.Task]] = []
+    s3_url = f"http://127.0.0.1:{ports['s3']}"
+    binance_url = f"ws://127.0.0.1:{ports['binance']}"
+    base = {"CERT_DIR": str(certs), "STATUS_LOG_SECS": "5"}
+    sender = {**base, "AMS_HOST": "127.0.0.1", "BINANCE_WS_URL": binance_url}
+    stack = Stack()
+    moto = str(Path(py).with_name("moto_server"))
+    await stack.start("s3 (moto)", [moto, "-H", "127.0.0.1", "-p", str(ports["s3"])], {}, quiet=True)
+    await asyncio.to_thread(wait_http, f"{s3_url}/moto-api/")
+    os.environ.update(S3_ENV)
+    boto3.client("s3", endpoint_url=s3_url, region_name=REGION).create_bucket(
+        Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}
+    )
     for name, args, env in [
-        ("binance-sim", [py, "-m", "polymm.sim.binance_ws", "--port", str(binance_port), "--rate", "4"], {}),
+        ("binance-sim", [py, "-m", "polymm.sim.binance_ws", "--port", str(ports["binance"]),
+                         "--rate", "4"], {}),
+        ("polymarket-sim", [py, "-m", "polymm.sim.polymarket_ws", "--port", str(ports["polymarket"]),
+                            "--tokens", ",".join(TOKENS), "--rate", "5"], {}),
         ("relay-monitor", [py, "-m", "polymm.relay.monitor"],
-         {"LISTEN_HOST": "127.0.0.1", "LISTEN_PORT": str(relay_port), "MONITOR_LINES_PER_S": "8"}),
+         {**base, "LISTEN_HOST": "127.0.0.1", "LISTEN_PORT": str(ports["relay"]),
+          "MONITOR_LINES_PER_S": "3"}),
+        ("data-collector", [py, "-m", "polymm.collector.service"],
+         {**base, **S3_ENV, "LISTEN_HOST": "127.0.0.1", "LISTEN_PORT": str(ports["collector"]),
+          "DATA_DIR": str(DATA / "collector"), "S3_BUCKET": BUCKET, "S3_REGION": REGION,
+          "S3_ENDPOINT_URL": s3_url,
+          "POLYMARKET_TOKENS": ",".join(TOKENS),
+          "POLYMARKET_WS_URL": f"ws://127.0.0.1:{ports['polymarket']}/ws/market"}),
         ("binance-sender", [py, "-m", "polymm.relay.sender"],
-         {"AMS_HOST": "127.0.0.1", "AMS_PORT": str(relay_port), "SYMBOLS": "btcusdt,ethusdt",
-          "INCLUDE_TRADES": "true", "BINANCE_WS_URL": f"ws://127.0.0.1:{binance_port}",
-          "SENDER_NAME": "demo-fra"}),
+         {**sender, "AMS_PORT": str(ports["relay"]), "SYMBOLS": "btcusdt", "SENDER_NAME": "fra-prod"}),
+        ("binance-collector", [py, "-m", "polymm.relay.sender"],
+         {**sender, "AMS_PORT": str(ports["collector"]), "SYMBOLS": "btcusdt,ethusdt",
+          "INCLUDE_TRADES": "true", "SENDER_NAME": "fra-collect"}),
     ]:  # fmt: skip
-        proc, task = await start(name, args, {**common, **env})
-        procs.append((name, proc, task))
-        await asyncio.sleep(0.7)
+        await stack.start(name, args, env)
+        await asyncio.sleep(0.5)
     print(f"--- demo stack up; running for {seconds:.0f}s (Ctrl-C stops early) ---", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and not stop.is_set():
-        if any(p.returncode is not None for _, p, _ in procs):
+    while time.monotonic() < deadline and not stack.exited():
+        if await sleep_or_stop(stop, 0.2):
             break
-        await asyncio.sleep(0.2)
-    print("--- stopping (SIGTERM, sender first) ---", flush=True)
-    failed = []
-    for name, proc, task in reversed(procs):
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            code = await asyncio.wait_for(proc.wait(), 10)
-        except TimeoutError:
-            proc.kill()
-            code = await proc.wait()
-        await task
-        if code not in (0, -signal.SIGTERM):
-            failed.append(f"{name} exited {code}")
+    if stack.exited():
+        print(f"--- a process exited early: {', '.join(stack.exited())} ---", flush=True)
+    print("--- stopping with SIGTERM (producers first) ---", flush=True)
+    s3_proc = stack.procs.pop(0)  # keep S3 up until the data has been looked at
+    failed = await stack.stop()
+    await asyncio.to_thread(show_lake, s3_url)
+    stack.procs = [s3_proc]
+    await stack.stop()
     print(
         "--- demo finished:",
         "all processes exited cleanly ---" if not failed else "; ".join(failed),
@@ -105,8 +200,7 @@ async def main(seconds: float) -> int:
 def run() -> None:
     import uvloop
 
-    seconds = float(os.environ.get("DEMO_SECONDS", "20"))
-    raise SystemExit(uvloop.run(main(seconds)))
+    raise SystemExit(uvloop.run(main(float(os.environ.get("DEMO_SECONDS", "20")))))
 
 
 if __name__ == "__main__":
