@@ -93,3 +93,30 @@ async def test_polymarket_reconnect_is_recorded_and_resynced(
     _, events = read_s3_table(moto_server, bucket, "collector/events/")
     kinds = [e["kind"] for e in events if e["source"] == "polymarket"]
     assert "disconnected" in kinds and "resubscribed" in kinds and "book_invalidated" in kinds
+
+
+async def test_discovery_follows_market_rotation_without_restart(
+    certs: Path, moto_server: MotoServer, tmp_path: Path
+):
+    from polymm.sim.gamma import GammaSim
+
+    bucket = new_bucket(moto_server, "e2e-discovery")
+    async with GammaSim() as gamma, PolymarketSim(rate_hz=0) as poly:
+        first = gamma.add_market("btc-above-100k-dec", tag_ids=["21"])
+        env = collector_env(certs, tmp_path / "data", moto_server, bucket, poly.url, POLYMARKET_TOKENS="",
+                            DISCOVERY_TAG="21", DISCOVERY_INTERVAL_SECS="1", GAMMA_URL=gamma.url)  # fmt: skip
+        async with running_collector(env) as collector:
+            first_tokens = set(GammaSim.tokens_of(first))
+            await eventually(lambda: collector.feed.tokens == first_tokens, what="first market subscribed")
+            second = gamma.add_market("btc-above-110k-dec", tag_ids=["21"])
+            gamma.close_market("btc-above-100k-dec")
+            second_tokens = set(GammaSim.tokens_of(second))
+            await eventually(
+                lambda: collector.feed.tokens == second_tokens, what="rotation to the new market"
+            )
+            await eventually(lambda: any(second_tokens <= s for s in poly.subscribed()), what="server side")
+            assert poly.first_frames == 1  # later changes went as operations on the same connection
+    _, events = read_s3_table(moto_server, bucket, "collector/events/")
+    subscribed = {e["key"] for e in events if e["kind"] == "subscribe"}
+    unsubscribed = {e["key"] for e in events if e["kind"] == "unsubscribe"}
+    assert first_tokens | second_tokens <= subscribed and first_tokens <= unsubscribed
