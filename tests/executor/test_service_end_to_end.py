@@ -1,0 +1,187 @@
+"""trading-executor end to end on loopback: local Binance -> binance-sender -> relay ->
+executor -> real py-clob-client-v2 -> local CLOB (which checks signatures and auth headers),
+with the Polymarket book coming from the CLOB's own market channel."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+
+from polymm.executor.config import ExecutorServiceConfig
+from polymm.executor.risk import KillReason
+from polymm.executor.service import TradingExecutor
+from polymm.executor.types import Fill, MarketSpec, Quote, Side
+from polymm.polymarket.book import OrderBook
+from polymm.relay.events import Bbo
+from polymm.service.config import Env
+from polymm.sim.binance_ws import BinanceSim
+from polymm.sim.clob import ClobSim
+from tests.conftest import eventually
+from tests.relay.conftest import running_sender, sender_config
+
+COND = "0x" + "5f" * 32
+YES, NO = "7" * 76, "8" * 76
+
+
+class FollowBinance:
+    """A deliberately simple strategy for plumbing tests: YES fair value moves 1 cent per 10 USD of
+    Binance mid around 100k; bid YES and bid NO (i.e. offer YES) 3 cents either side."""
+
+    def __init__(self) -> None:
+        self.fair: float | None = None
+        self.fills: list[Fill] = []
+        self.stopped = False
+
+    def quotes(self) -> dict[str, list[Quote]]:
+        if self.fair is None or self.stopped:
+            return {YES: [], NO: []}
+        bid = round(self.fair - 0.03, 2)
+        no_bid = round(1 - (self.fair + 0.03), 2)
+        return {YES: [Quote(YES, Side.BUY, bid, 10.0)], NO: [Quote(NO, Side.BUY, no_bid, 10.0)]}
+
+    def on_binance_bbo(self, bbo: Bbo) -> Mapping[str, Sequence[Quote]] | None:
+        fair = min(0.9, max(0.1, 0.5 + ((bbo.bid + bbo.ask) / 2 - 100_000) / 1000))
+        if self.fair is not None and abs(fair - self.fair) < 0.005:
+            return None  # re-quote only on a real move
+        self.fair = fair
+        return self.quotes()
+
+    def on_polymarket_book(self, token_id: str, book: OrderBook, recv_ts: int) -> None:
+        return None
+
+    def on_fill(self, fill: Fill) -> Mapping[str, Sequence[Quote]] | None:
+        self.fills.append(fill)
+        return self.quotes()
+
+    def on_timer(self, now_ns: int) -> None:
+        return None
+
+
+@pytest.fixture
+def clob() -> ClobSim:
+    sim = ClobSim(heartbeat_timeout_s=3.0, trade_confirm_delay_s=0.05)
+    sim.add_market(COND, YES, NO, tick_size=0.01, min_size=5)
+    sim.add_external_order(YES, "BUY", 0.20, 100)  # outside liquidity, far from our quotes
+    sim.add_external_order(YES, "SELL", 0.80, 100)
+    sim.start_in_thread()
+    yield sim
+    sim.stop_thread()
+
+
+def executor_env(certs: Path, tmp: Path, clob: ClobSim, **extra: str) -> Env:
+    markets = tmp / "markets.toml"
+    markets.write_text("# markets are given to the service directly in this test\n")
+    return Env({
+        "LISTEN_HOST": "127.0.0.1", "LISTEN_PORT": "0", "CERT_DIR": str(certs),
+        "MARKETS_CONFIG": str(markets),
+        "CLOB_URL": clob.url, "CLOB_WS_URL": clob.ws_url, "DRY_RUN": "false",
+        "POLY_PRIVATE_KEY": Account.create().key.hex(), "JOURNAL_DIR": str(tmp / "journal"),
+        "BINANCE_STALE_MS": "1500", "LINK_DEAD_SECS": "2", "STRATEGY_TIMER_SECS": "0.05", **extra,
+    })  # fmt: skip
+
+
+@asynccontextmanager
+async def running_executor(env: Env, strategy: FollowBinance) -> AsyncIterator[TradingExecutor]:
+    cfg = ExecutorServiceConfig.from_env(env)
+    market = MarketSpec(COND, (YES, NO), end_ts_s=time.time() + 3600, tick_size="0.01")
+    executor = TradingExecutor(cfg, strategy, [market])
+    stop = asyncio.Event()
+    task = asyncio.create_task(executor.run(stop))
+    await eventually(lambda: executor.receiver.port != 0 and executor.feed.connected, what="executor up")
+    try:
+        yield executor
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+def our_orders(clob: ClobSim, executor: TradingExecutor) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {YES: [], NO: []}
+    for order in clob.orders_of(executor.engine.gateway.api_key):
+        out[order["asset_id"]].append(float(order["price"]))
+    return out
+
+
+async def test_quotes_follow_binance_and_fills_move_position(certs: Path, tmp_path: Path, clob: ClobSim):
+    strategy = FollowBinance()
+    async with (
+        BinanceSim(rate_hz=0) as binance,
+        running_executor(executor_env(certs, tmp_path, clob), strategy) as executor,
+        running_sender(sender_config(certs, executor.receiver.port, binance, SYMBOLS="btcusdt")),
+    ):
+        await binance.wait_connections(1)
+        await eventually(lambda: executor.receiver.connected_senders == 1)
+
+        async def tick(mid: float) -> None:
+            await binance.push_bbo("btcusdt", mid - 0.5, mid + 0.5)
+
+        await tick(100_000)  # fair 0.50 -> bid YES 0.47, bid NO 0.47 (= offer YES 0.53)
+        await eventually(lambda: our_orders(clob, executor) == {YES: [0.47], NO: [0.47]}, what="first quotes")
+        await tick(100_050)  # fair 0.55 -> quotes move up by 5 cents
+        await eventually(lambda: our_orders(clob, executor) == {YES: [0.52], NO: [0.42]}, what="requote")
+        stats = executor.engine.orders.stats
+        assert (stats.posted, stats.cancels_sent, stats.rejected) == (4, 2, 0)  # one cancel/replace per side
+        await tick(100_052)  # a move below the strategy's threshold: no churn
+        await asyncio.sleep(0.3)
+        assert stats.posted == 4
+
+        # an outside seller hits our YES bid: a real fill through the user channel
+        filled = clob.take(YES, "SELL", 0.52, 6)
+        assert filled == 6
+        await eventually(
+            lambda: executor.engine.orders.positions.get(YES) == 6, what="position from the fill"
+        )
+        assert strategy.fills and strategy.fills[0].price == 0.52
+        assert executor.cash == pytest.approx(-0.52 * 6)  # bought 6 YES at 0.52
+        assert "pos" in executor.status_text()
+
+        # Binance goes quiet: stale signal -> everything cancelled, nothing new
+        await eventually(lambda: our_orders(clob, executor) == {YES: [], NO: []}, timeout_s=6,
+                         what="stale Binance cancels all")  # fmt: skip
+        assert KillReason.BINANCE_STALE.value in executor.status_text()
+    journal = "".join(p.read_text() for p in (tmp_path / "journal").glob("*.csv"))
+    for event in ("order_sent", "fill", "kill"):
+        assert event in journal, event
+
+
+async def test_polymarket_feed_drop_cancels_then_resumes(certs: Path, tmp_path: Path, clob: ClobSim):
+    strategy = FollowBinance()
+    env = executor_env(certs, tmp_path, clob, BINANCE_STALE_MS="60000")
+    async with (
+        BinanceSim(rate_hz=0) as binance,
+        running_executor(env, strategy) as executor,
+        running_sender(sender_config(certs, executor.receiver.port, binance, SYMBOLS="btcusdt")),
+    ):
+        await binance.wait_connections(1)
+        await eventually(lambda: executor.receiver.connected_senders == 1)
+        await binance.push_bbo("btcusdt", 99_999.5, 100_000.5)
+        await eventually(lambda: our_orders(clob, executor) == {YES: [0.47], NO: [0.47]}, what="quotes")
+        clob.drop_ws()  # market and user channels both drop
+        await eventually(lambda: our_orders(clob, executor) == {YES: [], NO: []}, what="cancel on feed loss")
+        await eventually(lambda: executor.feed.connected and executor.engine.orders.reconciled, what="resync")
+        await binance.push_bbo("btcusdt", 100_029.5, 100_030.5)  # a new decision after the outage
+        await eventually(
+            lambda: our_orders(clob, executor) == {YES: [0.50], NO: [0.44]}, what="quoting again"
+        )
+
+
+async def test_sigterm_cancels_everything(certs: Path, tmp_path: Path, clob: ClobSim):
+    strategy = FollowBinance()
+    env = executor_env(certs, tmp_path, clob, BINANCE_STALE_MS="60000")
+    async with BinanceSim(rate_hz=0) as binance:
+        async with running_executor(env, strategy) as executor:
+            async with running_sender(
+                sender_config(certs, executor.receiver.port, binance, SYMBOLS="btcusdt")
+            ):
+                await binance.wait_connections(1)
+                await eventually(lambda: executor.receiver.connected_senders == 1)
+                await binance.push_bbo("btcusdt", 99_999.5, 100_000.5)
+                await eventually(lambda: len(our_orders(clob, executor)[YES]) == 1, what="quotes")
+            api_key = executor.engine.gateway.api_key
+        assert clob.orders_of(api_key) == []  # the stop cancelled every resting order
