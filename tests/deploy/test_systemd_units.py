@@ -15,6 +15,7 @@ SERVICES = {
     "binance-sender": ("binance-sender", "Binance BBO to Amsterdam over mutual TLS", []),
     "binance-collector": ("binance-sender", "Binance BBO and trades to the data collector", []),
     "data-collector": ("data-collector", "market data into the Parquet lake on S3", ["/data"]),
+    "trading-executor": ("trading-executor", "quotes on Polymarket from Binance signals", []),
 }
 
 

@@ -1,0 +1,21 @@
+"""Builds the strategy and the executor's market specs from the markets file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from polymm.executor.types import MarketSpec
+from polymm.strategy.markets import MarketConfig, load_markets
+from polymm.strategy.reference import ReferenceStrategy
+
+
+def market_spec(m: MarketConfig) -> MarketSpec:
+    return MarketSpec(
+        m.condition_id, (m.yes_token, m.no_token), end_ts_s=m.expiry_s, tick_size=f"{m.tick_size:g}",
+        neg_risk=m.neg_risk, min_order_size=m.min_order_size,
+    )  # fmt: skip
+
+
+def build_strategy(path: Path) -> tuple[ReferenceStrategy, list[MarketSpec]]:
+    markets = load_markets(path)
+    return ReferenceStrategy(markets), [market_spec(m) for m in markets]
