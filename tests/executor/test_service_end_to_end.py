@@ -23,10 +23,8 @@ from polymm.service.config import Env
 from polymm.sim.binance_ws import BinanceSim
 from polymm.sim.clob import ClobSim
 from tests.conftest import eventually
+from tests.executor.conftest import COND, NO, YES
 from tests.relay.conftest import running_sender, sender_config
-
-COND = "0x" + "5f" * 32
-YES, NO = "7" * 76, "8" * 76
 
 
 class FollowBinance:
@@ -61,17 +59,6 @@ class FollowBinance:
 
     def on_timer(self, now_ns: int) -> None:
         return None
-
-
-@pytest.fixture
-def clob() -> ClobSim:
-    sim = ClobSim(heartbeat_timeout_s=3.0, trade_confirm_delay_s=0.05)
-    sim.add_market(COND, YES, NO, tick_size=0.01, min_size=5)
-    sim.add_external_order(YES, "BUY", 0.20, 100)  # outside liquidity, far from our quotes
-    sim.add_external_order(YES, "SELL", 0.80, 100)
-    sim.start_in_thread()
-    yield sim
-    sim.stop_thread()
 
 
 def executor_env(certs: Path, tmp: Path, clob: ClobSim, **extra: str) -> Env:
