@@ -172,3 +172,44 @@ async def test_sigterm_cancels_everything(certs: Path, tmp_path: Path, clob: Clo
                 await eventually(lambda: len(our_orders(clob, executor)[YES]) == 1, what="quotes")
             api_key = executor.engine.gateway.api_key
         assert clob.orders_of(api_key) == []  # the stop cancelled every resting order
+
+
+async def test_risk_limit_blocks_new_orders(certs: Path, tmp_path: Path, clob: ClobSim):
+    strategy = FollowBinance()
+    env = executor_env(certs, tmp_path, clob, BINANCE_STALE_MS="60000", MAX_POSITION_PER_TOKEN="5")
+    async with (
+        BinanceSim(rate_hz=0) as binance,
+        running_executor(env, strategy) as executor,
+        running_sender(sender_config(certs, executor.receiver.port, binance, SYMBOLS="btcusdt")),
+    ):
+        await binance.wait_connections(1)
+        await eventually(lambda: executor.receiver.connected_senders == 1)
+        await binance.push_bbo("btcusdt", 99_999.5, 100_000.5)
+        # 10-share quotes could take the position to 10 > 5: refused before anything is signed
+        await eventually(lambda: executor.engine.orders.stats.risk_rejects >= 2, what="risk rejects")
+        await asyncio.sleep(0.3)
+        assert our_orders(clob, executor) == {YES: [], NO: []}
+        assert clob.counters["orders_posted"] == 0
+
+
+async def test_api_errors_are_survived_without_a_retry_storm(certs: Path, tmp_path: Path, clob: ClobSim):
+    strategy = FollowBinance()
+    env = executor_env(certs, tmp_path, clob, BINANCE_STALE_MS="60000")
+    async with (
+        BinanceSim(rate_hz=0) as binance,
+        running_executor(env, strategy) as executor,
+        running_sender(sender_config(certs, executor.receiver.port, binance, SYMBOLS="btcusdt")),
+    ):
+        await binance.wait_connections(1)
+        await eventually(lambda: executor.receiver.connected_senders == 1)
+        before = clob.counters["http_requests"]
+        clob.fail_next(3, status=503, path="/orders", method="POST")
+        clob.fail_next(2, status=429, path="/order", method="POST", retry_after=0.5)
+        await binance.push_bbo("btcusdt", 99_999.5, 100_000.5)
+        # the errors pass, the quotes get through in the end ...
+        await eventually(lambda: our_orders(clob, executor) == {YES: [0.47], NO: [0.47]}, timeout_s=20,
+                         what="quotes after API errors")  # fmt: skip
+        # ... without hammering the API: a handful of requests, not hundreds
+        assert clob.counters["http_requests"] - before < 60
+        assert executor.engine.gateway.errors  # each failure was counted by kind
+        assert not executor.engine.risk.halted
