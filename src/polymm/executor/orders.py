@@ -183,11 +183,18 @@ class OrderManager:
             clean &= await self._cancel_orders(unknown, "ambiguous_post")
         desired = self._effective_desired(now)
         diff = diff_quotes(self.orders.values(), desired, self.size_tolerance)
+        presigned: asyncio.Future[list[SignedQuote | tuple[Quote, str]]] | None = None
         if diff.cancel:
+            if diff.place and self.reconciled and not self.risk.halted:
+                # Signing has no side effect: do it while the cancel is in flight, so the post can
+                # leave the moment the cancel is confirmed. Risk still decides what gets posted.
+                presigned = asyncio.ensure_future(self.gw.sign(diff.place))
             clean &= await self._cancel_orders(diff.cancel, "requote")
         if self.risk.halted or not self.reconciled or not diff.place:
+            if presigned is not None:
+                presigned.cancel()
             return clean
-        return await self._place(diff.place) and clean
+        return await self._place(diff.place, presigned) and clean
 
     def _effective_desired(self, now: int) -> dict[str, list[Quote]]:
         out: dict[str, list[Quote]] = {}
@@ -266,7 +273,26 @@ class OrderManager:
 
     # -- posts -----------------------------------------------------------------------------------
 
-    async def _place(self, quotes: list[Quote]) -> bool:
+    async def _signatures(
+        self, approved: list[Quote], presigned: asyncio.Future[list[SignedQuote | tuple[Quote, str]]] | None
+    ) -> list[SignedQuote | tuple[Quote, str]]:
+        """Signatures for the approved quotes, from the speculative batch where it covers them."""
+        if presigned is None:
+            return await self.gw.sign(approved)
+        try:
+            done = await presigned
+        except Exception:  # the speculative batch failed as a whole: sign again, normally
+            return await self.gw.sign(approved)
+        by_quote = {id(item.quote if isinstance(item, SignedQuote) else item[0]): item for item in done}
+        missing = [q for q in approved if id(q) not in by_quote]
+        extra = dict(zip(map(id, missing), await self.gw.sign(missing), strict=True)) if missing else {}
+        return [by_quote.get(id(q)) or extra[id(q)] for q in approved]
+
+    async def _place(
+        self,
+        quotes: list[Quote],
+        presigned: asyncio.Future[list[SignedQuote | tuple[Quote, str]]] | None = None,
+    ) -> bool:
         now = self._clock()
         clean = True
         approved: list[Quote] = []
@@ -304,8 +330,10 @@ class OrderManager:
             clean = False
         approved = approved[:granted]
         if not approved:
+            if presigned is not None:
+                presigned.cancel()
             return clean
-        signed_or_err = await self.gw.sign(approved)
+        signed_or_err = await self._signatures(approved, presigned)
         signed: list[SignedQuote] = []
         for item in signed_or_err:
             if isinstance(item, SignedQuote):

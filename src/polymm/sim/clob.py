@@ -240,6 +240,7 @@ class ClobSim:
         self._fail_trades = 0
         self._ws_clients: set[_WsClient] = set()
         self.counters: Counter[str] = Counter()
+        self.request_log: list[tuple[int, str, str]] | None = None  # set to [] to record arrivals
         self.rejects: Counter[str] = Counter()
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -490,6 +491,8 @@ class ClobSim:
 
     async def _handle(self, req: Request) -> Response:
         self.counters["http_requests"] += 1
+        if self.request_log is not None:  # benchmarks: when did each request reach the venue
+            self.request_log.append((time.time_ns(), req.method, req.path))
         if self.latency_s:
             await asyncio.sleep(self.latency_s)
         failure = self._take_failure(req)

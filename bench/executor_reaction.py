@@ -1,0 +1,184 @@
+"""Executor reaction benchmark: a Binance BBO reaches the executor -> order requests reach the CLOB.
+
+The real trading-executor (reference strategy, engine, real py-clob-client-v2 with coincurve)
+quotes one market on the local CLOB. Each round moves the Binance mid enough to move the fair
+value, hands the decoded BBO to the executor exactly as the relay receiver does, and times:
+  decide        strategy + diff, on the event loop (target: p99 under 1 ms)
+  first request BBO -> first request of the reaction (the cancel) arriving at the CLOB
+  tick_to_wire  BBO -> the POST of the replacement orders arriving at the CLOB
+  sign          one V2 order signature (EIP-712 + secp256k1 via coincurve), and orders signed/s
+Baseline in the same run: the textbook path, py-clob-client-v2's create_and_post_order called
+for each quote in turn when the tick arrives.
+
+usage: bench/executor_reaction.py [--quick] [--rounds N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from eth_account import Account
+from py_clob_client_v2 import ClobClient
+from py_clob_client_v2.clob_types import OrderArgs
+
+from polymm.executor.config import ExecutorServiceConfig
+from polymm.executor.service import TradingExecutor
+from polymm.executor.strategy_bridge import build_strategy
+from polymm.executor.types import Quote, Side
+from polymm.relay.events import Bbo
+from polymm.service.config import Env
+from polymm.sim.clob import ClobSim
+
+ROOT = Path(__file__).resolve().parents[1]
+COND, YES, NO = "0x" + "5f" * 32, "7" * 76, "8" * 76
+
+
+def pct(values: list[float], q: float) -> float:
+    data = sorted(values)
+    return round(data[min(len(data) - 1, int(q / 100 * len(data)))], 1)
+
+
+def setup(tmp: Path) -> tuple[ClobSim, Path, Path]:
+    # Generous per-signer limits: this measures reaction time, not the exchange's throttle.
+    sim = ClobSim(heartbeat_timeout_s=120, order_rate=1e6, order_burst=1e6, cancel_rate=1e6, cancel_burst=1e6)
+    sim.add_market(COND, YES, NO, tick_size=0.01, min_size=5)
+    sim.start_in_thread()
+    certs = tmp / "certs"
+    subprocess.run([str(ROOT / "scripts" / "generate-certs.sh"), "127.0.0.1", str(certs)], check=True,
+                   capture_output=True)  # fmt: skip
+    markets = tmp / "markets.toml"
+    markets.write_text(f"""[[markets]]
+name = "bench"
+condition_id = "{COND}"
+yes_token = "{YES}"
+no_token = "{NO}"
+binance_symbol = "BTCUSDT"
+kind = "above"
+strike = 100000
+expiry = {time.time() + 3600:.0f}
+min_edge = 0.02
+requote_threshold = 0.005
+""")
+    return sim, certs, markets
+
+
+async def measure_executor(
+    sim: ClobSim, certs: Path, markets: Path, tmp: Path, rounds: int
+) -> dict[str, float]:
+    env = Env({
+        "LISTEN_HOST": "127.0.0.1", "LISTEN_PORT": "0", "CERT_DIR": str(certs),
+        "MARKETS_CONFIG": str(markets),
+        "CLOB_URL": sim.url, "CLOB_WS_URL": sim.ws_url, "DRY_RUN": "false", "BINANCE_STALE_MS": "60000",
+        "POLY_PRIVATE_KEY": Account.create().key.hex(), "JOURNAL_DIR": str(tmp / "journal"),
+        "MAX_ORDERS_PER_SEC": "1000",
+    })  # fmt: skip
+    cfg = ExecutorServiceConfig.from_env(env)
+    strategy, specs = build_strategy(cfg.markets_path)
+    executor = TradingExecutor(cfg, strategy, specs)
+    stop = asyncio.Event()
+    task = asyncio.create_task(executor.run(stop))
+    deadline = time.monotonic() + 30
+    while not (executor.feed.connected and executor.engine.orders.reconciled):
+        if time.monotonic() > deadline:
+            raise RuntimeError("executor did not become ready")
+        await asyncio.sleep(0.05)
+    api_key = executor.engine.gateway.api_key
+    decide, first, wire = [], [], []
+    sim.request_log = []
+    for i in range(rounds):
+        mid = 100_000.0 + (40.0 if i % 2 else 0.0)  # each step moves fair value past the threshold
+        t0 = time.time_ns()
+        bbo = Bbo("BTCUSDT", t0, 0, 0, i, mid - 0.5, 1.0, mid + 0.5, 1.0, arrival_ts=t0)
+        executor._on_relay(bbo)  # what the relay receiver does with a decoded frame
+        decide.append((time.time_ns() - t0) / 1000)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            log = [(ts, m, p) for ts, m, p in sim.request_log if ts >= t0]
+            posts = [ts for ts, m, p in log if m == "POST" and p.startswith("/order")]
+            if posts and len(sim.orders_of(api_key)) == 2:
+                first.append((log[0][0] - t0) / 1000)
+                wire.append((posts[0] - t0) / 1000)
+                break
+            await asyncio.sleep(0.001)
+        # 4 requests a round: pace below the executor's own 40 orders/s bucket (Polymarket's
+        # per-signer limit), or the figures would measure the throttle instead of the reaction.
+        await asyncio.sleep(0.12)
+    sign_one = [executor.engine.gateway.sign_ms_median * 1000]
+    quotes = [Quote(YES, Side.BUY, 0.3 + (k % 10) / 100, 5) for k in range(200)]
+    start = time.perf_counter()
+    signed = await executor.engine.gateway.sign(quotes)
+    signed_per_s = len(signed) / (time.perf_counter() - start)
+    sign_samples = [s.sign_ns / 1000 for s in signed if not isinstance(s, tuple)]
+    stop.set()
+    await asyncio.wait_for(task, 30)
+    return {
+        "rounds": len(wire), "decide_p50_us": pct(decide, 50), "decide_p99_us": pct(decide, 99),
+        "first_request_p50_us": pct(first, 50), "tick_to_wire_p50_us": pct(wire, 50),
+        "tick_to_wire_p99_us": pct(wire, 99), "sign_p50_us": pct(sign_samples or sign_one, 50),
+        "sign_p99_us": pct(sign_samples or sign_one, 99), "orders_signed_per_s": round(signed_per_s),
+    }  # fmt: skip
+
+
+def measure_baseline(sim: ClobSim, rounds: int) -> dict[str, float]:
+    """Textbook: on each tick, create_and_post_order for each of the two quotes, one after the other."""
+    account = Account.create()
+    client = ClobClient(sim.url, chain_id=137, key=account.key.hex())
+    client.set_api_creds(client.create_or_derive_api_key())
+    client.get_tick_size(YES)  # warm the client's caches, as a fair baseline
+    client.get_neg_risk(YES)
+    wire, total = [], []
+    sim.request_log = []
+    for i in range(rounds):
+        price = 0.45 if i % 2 else 0.46
+        t0 = time.time_ns()
+        client.create_and_post_order(OrderArgs(token_id=YES, price=price, size=5, side="BUY"))
+        client.create_and_post_order(
+            OrderArgs(token_id=NO, price=round(0.98 - price - 0.04, 2), size=5, side="BUY")
+        )
+        total.append((time.time_ns() - t0) / 1000)
+        posts = [ts for ts, m, p in sim.request_log if ts >= t0 and m == "POST" and p.startswith("/order")]
+        wire.append((posts[0] - t0) / 1000)
+        client.cancel_all()
+    return {"tick_to_wire_p50_us": pct(wire, 50), "tick_to_wire_p99_us": pct(wire, 99),
+            "both_orders_p50_us": pct(total, 50)}  # fmt: skip
+
+
+async def main(rounds: int) -> None:
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        sim, certs, markets = setup(tmp)
+        try:
+            ours = await measure_executor(sim, certs, markets, tmp, rounds)
+            base = await asyncio.to_thread(measure_baseline, sim, rounds)
+        finally:
+            sim.stop_thread()
+    print(f"executor : {ours}")
+    print(f"baseline : {base}")
+    print(json.dumps({
+        "decide_p50_us": ours["decide_p50_us"], "decide_p99_us": ours["decide_p99_us"],
+        "sign_p50_us": ours["sign_p50_us"], "tick_to_wire_p50_us": ours["tick_to_wire_p50_us"],
+        "tick_to_wire_p99_us": ours["tick_to_wire_p99_us"],
+        "first_request_p50_us": ours["first_request_p50_us"],
+        "orders_signed_per_s": ours["orders_signed_per_s"],
+        "baseline_tick_to_wire_p50_us": base["tick_to_wire_p50_us"],
+        "baseline_tick_to_wire_p99_us": base["tick_to_wire_p99_us"],
+    }))  # fmt: skip
+
+
+if __name__ == "__main__":
+    import logging
+
+    import uvloop
+
+    parser = argparse.ArgumentParser(description="executor reaction-time benchmark")
+    parser.add_argument("--quick", action="store_true", help="a few seconds")
+    parser.add_argument("--rounds", type=int, help="ticks to react to (default 300, quick 40)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    uvloop.run(main(args.rounds or (40 if args.quick else 300)))
