@@ -88,8 +88,10 @@ async def test_kill_9_leaves_the_dead_man_switch_to_cancel(certs: Path, tmp_path
             await eventually(lambda: notify.count("WATCHDOG=1") >= 1, what="watchdog while both feeds fresh")
             prices = sorted(float(o["price"]) for o in clob.orders_of(api_key))
             assert all(p <= 0.47 for p in prices)  # fair ~0.5 at the strike, 3 cents edge at least
-            status = [m for m in notify.drain() if m.startswith("STATUS=")][-1]
-            assert "LIVE" in status and "open 2" in status
+            await eventually(
+                lambda: any(m.startswith("STATUS=LIVE open 2") for m in notify.drain()),
+                what="STATUS with 2 orders",
+            )
 
             proc.kill()  # no goodbye: only the exchange's dead-man switch can pull our quotes now
             await proc.wait()
