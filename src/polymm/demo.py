@@ -1,9 +1,11 @@
 """`make demo`: the system on one machine, for ~20 s, then a look at the data it wrote.
 
-Starts local servers that speak the venues' formats (Binance, Polymarket) and a local
-S3-compatible server (moto), then the real services between them, with mutual-TLS certificates
-made by scripts/generate-certs.sh:
-  prod-like:  binance-sender -> relay-monitor (prints each event with its per-hop latency)
+Starts local servers that speak the venues' formats (Binance, Polymarket market channel, the
+Polymarket CLOB with signature checks) and a local S3-compatible server (moto), then the real
+services between them, with mutual-TLS certificates made by scripts/generate-certs.sh:
+  production: binance-sender -> trading-executor -> local CLOB (quotes move with Binance; live
+              orders against the local CLOB, signed with a throwaway key)
+  relay view: binance-sender -> relay-monitor (prints each event with its per-hop latency)
   collection: binance-collector (sender with trades) -> data-collector -> S3
 Stops everything with SIGTERM, as systemd would, checks each process exited cleanly, then lists
 the Parquet objects in S3 and prints a few rows read back from them.
@@ -29,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "demo-data"
 BUCKET = "marketdata-backtest"
 REGION = "eu-central-1"
+MARKET = ("0x" + "5f" * 32, "7" * 76, "8" * 76)  # condition id, YES token, NO token on the local CLOB
 TOKENS = ["71321045679252212594626385532706912750332728571942532289631379312455583992563",
           "48331043336612883890938759509493159234755048973500640148014422747788308965732"]  # fmt: skip
 # Throwaway credentials for the local S3 server only; real ones come from Ansible Vault.
@@ -49,6 +52,32 @@ def make_certs() -> Path:
         [str(ROOT / "scripts" / "generate-certs.sh"), "127.0.0.1,localhost", str(certs)], check=True
     )
     return certs
+
+
+def write_markets() -> Path:
+    """One 'BTC above 97,000 in 10 minutes' market, so the fair value moves visibly with Binance."""
+    cond, yes, no = MARKET
+    path = DATA / "markets.toml"
+    path.write_text(f"""[[markets]]
+name = "demo-btc-above-97k"
+condition_id = "{cond}"
+yes_token = "{yes}"
+no_token = "{no}"
+binance_symbol = "BTCUSDT"
+kind = "above"
+strike = 97000
+expiry = {time.time() + 600:.0f}
+quote_size = 10
+min_edge = 0.02
+requote_threshold = 0.005
+""")
+    return path
+
+
+def throwaway_key() -> str:
+    from eth_account import Account
+
+    return Account.create().key.hex()  # the local CLOB checks signatures; this key holds nothing
 
 
 def wait_http(url: str, seconds: float = 20) -> None:
@@ -136,7 +165,9 @@ async def main(seconds: float) -> int:
     certs = make_certs()
     if (DATA / "collector").exists():
         shutil.rmtree(DATA / "collector")
-    ports = {name: free_port() for name in ("binance", "polymarket", "s3", "relay", "collector")}
+    ports = {name: free_port() for name in ("binance", "polymarket", "s3", "relay", "collector", "executor",
+                                            "clob", "clob_ws")}  # fmt: skip
+    markets = write_markets()
     py = sys.executable
     s3_url = f"http://127.0.0.1:{ports['s3']}"
     binance_url = f"ws://127.0.0.1:{ports['binance']}"
@@ -164,8 +195,18 @@ async def main(seconds: float) -> int:
           "S3_ENDPOINT_URL": s3_url,
           "POLYMARKET_TOKENS": ",".join(TOKENS),
           "POLYMARKET_WS_URL": f"ws://127.0.0.1:{ports['polymarket']}/ws/market"}),
+        ("clob-sim", [py, "-m", "polymm.sim.clob", "--port", str(ports["clob"]),
+                      "--ws-port", str(ports["clob_ws"]), "--market", ":".join(MARKET), "--depth", "3"], {}),
+        ("trading-executor", [py, "-m", "polymm.executor.service"],
+         {**base, "LISTEN_HOST": "127.0.0.1", "LISTEN_PORT": str(ports["executor"]),
+          "MARKETS_CONFIG": str(markets),
+          "CLOB_URL": f"http://127.0.0.1:{ports['clob']}", "CLOB_WS_URL": f"ws://127.0.0.1:{ports['clob_ws']}",
+          "DRY_RUN": "false", "POLY_PRIVATE_KEY": throwaway_key(), "JOURNAL_DIR": str(DATA / "journal"),
+          "BINANCE_STALE_MS": "3000"}),
         ("binance-sender", [py, "-m", "polymm.relay.sender"],
-         {**sender, "AMS_PORT": str(ports["relay"]), "SYMBOLS": "btcusdt", "SENDER_NAME": "fra-prod"}),
+         {**sender, "AMS_PORT": str(ports["executor"]), "SYMBOLS": "btcusdt", "SENDER_NAME": "fra-prod"}),
+        ("sender (monitor)", [py, "-m", "polymm.relay.sender"],
+         {**sender, "AMS_PORT": str(ports["relay"]), "SYMBOLS": "btcusdt", "SENDER_NAME": "fra-view"}),
         ("binance-collector", [py, "-m", "polymm.relay.sender"],
          {**sender, "AMS_PORT": str(ports["collector"]), "SYMBOLS": "btcusdt,ethusdt",
           "INCLUDE_TRADES": "true", "SENDER_NAME": "fra-collect"}),

@@ -74,6 +74,9 @@ class TradingExecutor:
             )
         )
         self.engine.orders.on_fill.append(self._on_fill)
+        on_void = getattr(strategy, "on_void", None)
+        if on_void is not None:  # a trade that failed on chain is taken back out of the strategy's book
+            self.engine.orders.on_void.append(on_void)
         rc = cfg.receiver
         self.receiver = RelayReceiver(
             rc.listen_host, rc.listen_port, rc.ssl_context(), self._on_relay, idle_timeout_s=rc.idle_timeout_s
@@ -88,6 +91,7 @@ class TradingExecutor:
         self.cash = 0.0  # pUSD from fills: sells add, buys spend
         self.binance_last_ns = 0
         self.decisions = 0
+        self._last_quote_log = 0.0
         self._throttle = Throttle()
 
     # -- inputs ---------------------------------------------------------------------------------------
@@ -118,6 +122,15 @@ class TradingExecutor:
         if desired is not None:
             self.decisions += 1
             self.engine.submit(desired)
+            now = time.monotonic()
+            if now - self._last_quote_log >= 1.0:  # operators see quotes move; the journal has every one
+                self._last_quote_log = now
+                text = " | ".join(
+                    f"{token[:6]}.. "
+                    + (", ".join(f"{q.side.value} {q.price:.2f}x{q.size:g}" for q in quotes) or "none")
+                    for token, quotes in desired.items()
+                )
+                log.info("quotes: %s", text)
 
     # -- run ------------------------------------------------------------------------------------------
 

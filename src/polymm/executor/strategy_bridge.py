@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from polymm.executor.types import MarketSpec
+from polymm.strategy.interface import ExecutorAdapter, StrategyContext
 from polymm.strategy.markets import MarketConfig, load_markets
 from polymm.strategy.reference import ReferenceStrategy
 
@@ -16,6 +17,8 @@ def market_spec(m: MarketConfig) -> MarketSpec:
     )  # fmt: skip
 
 
-def build_strategy(path: Path) -> tuple[ReferenceStrategy, list[MarketSpec]]:
+def build_strategy(path: Path) -> tuple[ExecutorAdapter, list[MarketSpec]]:
+    """The reference strategy behind the adapter that speaks the executor's quote types."""
     markets = load_markets(path)
-    return ReferenceStrategy(markets), [market_spec(m) for m in markets]
+    ctx = StrategyContext()
+    return ExecutorAdapter(ReferenceStrategy(markets, ctx), ctx), [market_spec(m) for m in markets]

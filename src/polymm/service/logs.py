@@ -31,6 +31,7 @@ def setup_logging(service: str, level: str | None = None) -> logging.Logger:
     root.setLevel((level or os.environ.get("LOG_LEVEL") or "INFO").upper())
     # The websockets library logs every handshake at INFO; our own lines say what matters.
     logging.getLogger("websockets").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP request is noise here
     return logging.getLogger(service)
 
 

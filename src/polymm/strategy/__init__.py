@@ -1,5 +1,9 @@
-"""Strategy layer: fair value of a crypto binary from Binance, quoting, market config.
+"""Strategy layer of trading-executor: pure, replayable pricing and quoting.
 
-Pure functions and a reference strategy behind the executor's four-callback port
-(`on_binance_bbo`, `on_polymarket_book`, `on_fill`, `on_timer`), so a backtester can replay it.
+- markets: the markets file (TOML) -> validated MarketConfig
+- fair_value: P(price ends above strike), digital under a driftless lognormal
+- volatility: EWMA volatility of the Binance mid on a fixed time grid
+- quoting: fair value -> tick-exact, skewed, post-only, limit-aware YES quotes; requote rule
+- interface: the four-callback Strategy protocol, its value types and the executor adapter
+- reference: ReferenceStrategy, the first implementation
 """
