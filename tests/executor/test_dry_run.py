@@ -158,3 +158,46 @@ async def test_risk_limit_refuses_orders(tmp_path: Path, private_key: str, marke
     assert len(ex.orders.orders) == 3
     await ex.gateway.close()
     await asyncio.to_thread(ex.journal.close)
+
+
+async def test_quotes_held_by_a_kill_go_out_as_soon_as_it_clears(
+    tmp_path: Path, private_key: str, market: MarketSpec
+) -> None:
+    """Quotes submitted while halted are placed on arming / on clearing, not on the idle timer."""
+    ex = make(tmp_path, private_key, market)
+    converge_loop = ex.orders.run
+    # An idle timer longer than the test: only an explicit wake-up can place the orders.
+    ex.orders.run = lambda stop, idle_s=60.0: converge_loop(stop, idle_s)  # type: ignore[method-assign]
+    await ex.start()
+    stop = asyncio.Event()
+    runner = asyncio.create_task(ex.run(stop))
+    quotes = [Quote(TOKEN_UP, Side.BUY, 0.45, 10), Quote(TOKEN_UP, Side.SELL, 0.55, 10)]
+    ex.submit({TOKEN_UP: quotes})  # Binance has never been seen: held back
+    await asyncio.sleep(0.1)
+    assert not ex.orders.orders
+
+    feeding = True
+
+    async def binance() -> None:
+        while feeding:
+            ex.on_binance()
+            await asyncio.sleep(0.02)
+
+    feeder = asyncio.create_task(binance())
+    await eventually(lambda: len(ex.orders.orders) == 2, 5, "placed on arming")
+
+    feeding = False
+    await feeder
+    await eventually(lambda: not ex.orders.orders, 5, "stale Binance cancels everything")
+    ex.submit({TOKEN_UP: quotes})  # the strategy re-quotes while still halted
+    await asyncio.sleep(0.1)
+    assert not ex.orders.orders
+
+    feeding = True
+    feeder = asyncio.create_task(binance())
+    await eventually(lambda: len(ex.orders.orders) == 2, 5, "placed when the kill clears")
+    assert KillReason.BINANCE_STALE not in ex.risk.active
+
+    feeding = False
+    stop.set()
+    await asyncio.gather(feeder, runner)

@@ -108,6 +108,7 @@ class Executor:
         cleared = self.risk.clear(reason)
         if cleared:
             self.journal.record("kill_cleared", reason=reason.value)
+            self.orders.wake()
         return cleared
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -122,6 +123,9 @@ class Executor:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop`; then cancel everything (SIGTERM kill) and shut down in order."""
+        # Halt on whatever is not healthy yet before any task runs: nothing may be placed in the
+        # gap before the supervisor's first pass.
+        self.risk.evaluate(self._health(), starting=True)
         inner = asyncio.Event()  # stops the helpers only after the final cancel-all
         helpers = [
             asyncio.create_task(self.heartbeat.run(inner), name="heartbeat"),
@@ -176,25 +180,18 @@ class Executor:
         next_reconcile = 0.0
         next_cancel_all = 0.0
         while not await sleep_or_stop(stop, self.cfg.supervise_s):
-            now = time.time_ns()
-            health = Health(
-                now_ns=now,
-                binance_last_ns=self.binance_last_ns,
-                poly_feed_up=self.poly_feed_up,
-                poly_feed_last_ns=self.poly_feed_last_ns if self.cfg.require_poly_feed else now,
-                user_ws_up=self.user_ws.connected,
-                heartbeat_ok=self.heartbeat.ok(),
-            )
+            health = self._health()
             was_armed = self._armed
             if was_armed:
                 for reason in self._evaluate(health):
                     self._trip_after_evaluate(reason)
             else:
-                self.risk.evaluate(health)
+                self.risk.evaluate(health, starting=True)
                 if not self.risk.halted and self.orders.reconciled:
                     self._armed = True
                     self.journal.record("armed")
                     log.info("all inputs healthy: quoting enabled")
+                    self.orders.wake()  # quotes held back during start-up go out now
             mono = time.monotonic()
             if self.user_ws.connected and self.orders.needs_reconcile and mono >= next_reconcile:
                 if await self.orders.reconcile():
@@ -205,10 +202,23 @@ class Executor:
                 next_cancel_all = mono + 1.0
                 self._spawn(self._cancel_everything("retry", attempts=1))
 
+    def _health(self) -> Health:
+        now = time.time_ns()
+        return Health(
+            now_ns=now,
+            binance_last_ns=self.binance_last_ns,
+            poly_feed_up=self.poly_feed_up,
+            poly_feed_last_ns=self.poly_feed_last_ns if self.cfg.require_poly_feed else now,
+            user_ws_up=self.user_ws.connected,
+            heartbeat_ok=self.heartbeat.ok(),
+        )
+
     def _evaluate(self, health: Health) -> list[KillReason]:
         tripped, cleared = self.risk.evaluate(health)
         for reason in cleared:
             self.journal.record("kill_cleared", reason=reason.value)
+        if cleared:
+            self.orders.wake()  # don't wait for the idle timer to re-place held quotes
         return tripped
 
     def _trip_after_evaluate(self, reason: KillReason) -> None:

@@ -141,6 +141,10 @@ class OrderManager:
             self._desired[token] = list(quotes)
         self._wake.set()
 
+    def wake(self) -> None:
+        """Run a converge pass now (e.g. a kill switch cleared and held quotes may go out)."""
+        self._wake.set()
+
     def clear_desired(self) -> None:
         """Forget all desired quotes (after a kill: nothing is re-placed until the strategy asks)."""
         self._desired = {t: [] for t in self._desired}

@@ -86,21 +86,27 @@ class RiskEngine:
     def halted(self) -> bool:
         return bool(self.active)
 
-    def trip(self, reason: KillReason, detail: str = "") -> bool:
-        """Activate a kill switch; True if it was not active before (caller cancels everything)."""
+    def trip(self, reason: KillReason, detail: str = "", *, starting: bool = False) -> bool:
+        """Activate a kill switch; True if it was not active before (caller cancels everything).
+
+        `starting`: the service has not quoted yet, so this is a wait, not an alarm.
+        """
         if reason in self.active:
             return False
         self.active[reason] = detail
-        log.error("KILL %s %s", reason.value, detail)
+        if starting:
+            log.info("waiting before quoting: %s %s", reason.value, detail)
+        else:
+            log.error("KILL %s %s", reason.value, detail)
         return True
 
-    def clear(self, reason: KillReason) -> bool:
+    def clear(self, reason: KillReason, *, starting: bool = False) -> bool:
         if self.active.pop(reason, None) is None:
             return False
-        log.warning("kill switch cleared: %s", reason.value)
+        log.log(logging.INFO if starting else logging.WARNING, "kill switch cleared: %s", reason.value)
         return True
 
-    def evaluate(self, h: Health) -> tuple[list[KillReason], list[KillReason]]:
+    def evaluate(self, h: Health, *, starting: bool = False) -> tuple[list[KillReason], list[KillReason]]:
         """Trip or clear the condition kills from current health; returns (tripped, cleared)."""
         lim = self.limits
         conditions: dict[KillReason, str | None] = {
@@ -123,9 +129,9 @@ class RiskEngine:
         cleared: list[KillReason] = []
         for reason, bad in conditions.items():
             if bad is not None:
-                if self.trip(reason, bad):
+                if self.trip(reason, bad, starting=starting):
                     tripped.append(reason)
-            elif self.clear(reason):
+            elif self.clear(reason, starting=starting):
                 cleared.append(reason)
         return tripped, cleared
 
