@@ -10,6 +10,9 @@ value, hands the decoded BBO to the executor exactly as the relay receiver does,
 Baseline in the same run: the textbook path, py-clob-client-v2's create_and_post_order called
 for each quote in turn when the tick arrives.
 
+The local CLOB runs in its own process (as the real venue is elsewhere) and reports when each
+request reached it over a pipe; wall clocks are comparable because both processes share a host.
+
 usage: bench/executor_reaction.py [--quick] [--rounds N]
 """
 
@@ -17,10 +20,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import multiprocessing
 import subprocess
 import tempfile
+import threading
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 from eth_account import Account
@@ -30,7 +37,7 @@ from py_clob_client_v2.clob_types import OrderArgs
 from polymm.executor.config import ExecutorServiceConfig
 from polymm.executor.service import TradingExecutor
 from polymm.executor.strategy_bridge import build_strategy
-from polymm.executor.types import Quote, Side
+from polymm.executor.types import OrderState, Quote, Side
 from polymm.relay.events import Bbo
 from polymm.service.config import Env
 from polymm.sim.clob import ClobSim
@@ -44,11 +51,57 @@ def pct(values: list[float], q: float) -> float:
     return round(data[min(len(data) - 1, int(q / 100 * len(data)))], 1)
 
 
-def setup(tmp: Path) -> tuple[ClobSim, Path, Path]:
+class PipeLog:
+    """Stands in for ClobSim.request_log in the CLOB process: each arrival goes down the pipe."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def append(self, item: tuple[int, str, str]) -> None:
+        self.conn.send(item)
+
+
+def run_clob(conn: Connection) -> None:
+    """CLOB process: serve until the parent closes its end of the pipe."""
     # Generous per-signer limits: this measures reaction time, not the exchange's throttle.
     sim = ClobSim(heartbeat_timeout_s=120, order_rate=1e6, order_burst=1e6, cancel_rate=1e6, cancel_burst=1e6)
     sim.add_market(COND, YES, NO, tick_size=0.01, min_size=5)
+    sim.request_log = PipeLog(conn)  # type: ignore[assignment]
     sim.start_in_thread()
+    conn.send(sim.url)
+    conn.send(sim.ws_url)
+    with contextlib.suppress(EOFError):
+        conn.recv()
+    sim.stop_thread()
+
+
+class RemoteClob:
+    """The CLOB process seen from the benchmark: its URLs and the arrival log of its requests."""
+
+    def __init__(self) -> None:
+        self._conn, child = multiprocessing.Pipe()
+        self._proc = multiprocessing.get_context("spawn").Process(target=run_clob, args=(child,), daemon=True)
+        self._proc.start()
+        self.url: str = self._conn.recv()
+        self.ws_url: str = self._conn.recv()
+        self.request_log: list[tuple[int, str, str]] = []
+        threading.Thread(target=self._collect, daemon=True).start()
+
+    def _collect(self) -> None:
+        with contextlib.suppress(EOFError, OSError):
+            while True:
+                self.request_log.append(self._conn.recv())
+
+    def since(self, t0: int) -> list[tuple[int, str, str]]:
+        return [r for r in list(self.request_log) if r[0] >= t0]
+
+    def stop(self) -> None:
+        self._proc.terminate()
+        self._proc.join(10)
+
+
+def setup(tmp: Path) -> tuple[RemoteClob, Path, Path]:
+    sim = RemoteClob()
     certs = tmp / "certs"
     subprocess.run([str(ROOT / "scripts" / "generate-certs.sh"), "127.0.0.1", str(certs)], check=True,
                    capture_output=True)  # fmt: skip
@@ -69,7 +122,7 @@ requote_threshold = 0.005
 
 
 async def measure_executor(
-    sim: ClobSim, certs: Path, markets: Path, tmp: Path, rounds: int
+    sim: RemoteClob, certs: Path, markets: Path, tmp: Path, rounds: int
 ) -> dict[str, float]:
     env = Env({
         "LISTEN_HOST": "127.0.0.1", "LISTEN_PORT": "0", "CERT_DIR": str(certs),
@@ -88,9 +141,8 @@ async def measure_executor(
         if time.monotonic() > deadline:
             raise RuntimeError("executor did not become ready")
         await asyncio.sleep(0.05)
-    api_key = executor.engine.gateway.api_key
+    orders = executor.engine.orders.orders
     decide, first, wire = [], [], []
-    sim.request_log = []
     for i in range(rounds):
         mid = 100_000.0 + (40.0 if i % 2 else 0.0)  # each step moves fair value past the threshold
         t0 = time.time_ns()
@@ -99,9 +151,10 @@ async def measure_executor(
         decide.append((time.time_ns() - t0) / 1000)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
-            log = [(ts, m, p) for ts, m, p in sim.request_log if ts >= t0]
+            log = sim.since(t0)
             posts = [ts for ts, m, p in log if m == "POST" and p.startswith("/order")]
-            if posts and len(sim.orders_of(api_key)) == 2:
+            live = [o for o in orders.values() if o.state is OrderState.LIVE]
+            if posts and len(live) == 2:
                 first.append((log[0][0] - t0) / 1000)
                 wire.append((posts[0] - t0) / 1000)
                 break
@@ -125,7 +178,7 @@ async def measure_executor(
     }  # fmt: skip
 
 
-def measure_baseline(sim: ClobSim, rounds: int) -> dict[str, float]:
+def measure_baseline(sim: RemoteClob, rounds: int) -> dict[str, float]:
     """Textbook: on each tick, create_and_post_order for each of the two quotes, one after the other."""
     account = Account.create()
     client = ClobClient(sim.url, chain_id=137, key=account.key.hex())
@@ -133,7 +186,6 @@ def measure_baseline(sim: ClobSim, rounds: int) -> dict[str, float]:
     client.get_tick_size(YES)  # warm the client's caches, as a fair baseline
     client.get_neg_risk(YES)
     wire, total = [], []
-    sim.request_log = []
     for i in range(rounds):
         price = 0.45 if i % 2 else 0.46
         t0 = time.time_ns()
@@ -142,7 +194,8 @@ def measure_baseline(sim: ClobSim, rounds: int) -> dict[str, float]:
             OrderArgs(token_id=NO, price=round(0.98 - price - 0.04, 2), size=5, side="BUY")
         )
         total.append((time.time_ns() - t0) / 1000)
-        posts = [ts for ts, m, p in sim.request_log if ts >= t0 and m == "POST" and p.startswith("/order")]
+        time.sleep(0.002)  # the arrival log comes over a pipe
+        posts = [ts for ts, m, p in sim.since(t0) if m == "POST" and p.startswith("/order")]
         wire.append((posts[0] - t0) / 1000)
         client.cancel_all()
     return {"tick_to_wire_p50_us": pct(wire, 50), "tick_to_wire_p99_us": pct(wire, 99),
@@ -157,7 +210,7 @@ async def main(rounds: int) -> None:
             ours = await measure_executor(sim, certs, markets, tmp, rounds)
             base = await asyncio.to_thread(measure_baseline, sim, rounds)
         finally:
-            sim.stop_thread()
+            sim.stop()
     print(f"executor : {ours}")
     print(f"baseline : {base}")
     print(json.dumps({

@@ -26,15 +26,12 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 import httpx
-from eth_abi import encode as abi_encode
-from eth_utils import keccak
 from py_clob_client_v2 import ApiCreds, ClobClient, OpenOrderParams, OrderArgs, PartialCreateOrderOptions
 from py_clob_client_v2.clob_types import PostOrdersV2Args
-from py_clob_client_v2.config import get_contract_config
 from py_clob_client_v2.exceptions import PolyApiException, PolyException
 from py_clob_client_v2.http_helpers import helpers as _http
-from py_clob_client_v2.order_utils.exchange_order_builder_v2 import ORDER_TYPE_HASH, ExchangeOrderBuilderV2
 
+from polymm.executor.signing import FastOrderBuilder, order_digest
 from polymm.executor.types import MarketSpec, Quote
 from polymm.service.backoff import Backoff
 from polymm.service.logs import Throttle
@@ -148,7 +145,7 @@ class ClobGateway:
                 self.tick[t] = m.tick_size
                 self.neg_risk[t] = m.neg_risk
                 self.token_market[t] = m.condition_id
-        self._builders: dict[bool, ExchangeOrderBuilderV2] = {}
+        self._builder: FastOrderBuilder | None = None
         self._throttle = Throttle(10.0)
         self._cooldown = Backoff(0.2, cfg.cooldown_cap_s)
         self.cooldown_until = 0.0
@@ -202,9 +199,7 @@ class ClobGateway:
         self._creds = creds
         self._secrets = tuple(s for s in (cfg.private_key, creds.api_secret, creds.api_passphrase) if s)
         self._client = client
-        chain = get_contract_config(cfg.chain_id)
-        for neg, exchange in ((False, chain.exchange_v2), (True, chain.neg_risk_exchange_v2)):
-            self._builders[neg] = ExchangeOrderBuilderV2(exchange, cfg.chain_id, client.signer)
+        self._builder = client.builder = FastOrderBuilder(client.builder)
         if cfg.dry_run:
             self._seed_caches()
         else:
@@ -286,7 +281,8 @@ class ClobGateway:
         order = client.create_order(
             OrderArgs(token_id=q.token_id, price=q.price, size=q.size, side=str(q.side)), opts
         )
-        order_id = order_digest(order, self._builders[neg].app_domain_separator)
+        assert self._builder is not None  # set together with the client
+        order_id = order_digest(order, self._builder.exchange(neg).app_domain_separator)
         return SignedQuote(q, order, order_id, time.perf_counter_ns() - t0)
 
     # -- orders ----------------------------------------------------------------------------------
@@ -457,37 +453,6 @@ class ClobGateway:
             if secret and secret in text:
                 text = text.replace(secret, "***")
         return text[:300]
-
-
-def order_digest(order: Any, domain_separator: bytes) -> str:
-    """The order id: EIP-712 digest of a V2 order, hashed directly (encode_typed_data costs ~0.4 ms).
-    Tests check it equals the library's build_order_hash and the exchange's orderID."""
-    struct_hash = keccak(
-        abi_encode(
-            _ORDER_ABI_TYPES,
-            [
-                ORDER_TYPE_HASH,
-                int(order.salt),
-                order.maker,
-                order.signer,
-                int(order.tokenId),
-                int(order.makerAmount),
-                int(order.takerAmount),
-                int(order.side),
-                int(order.signatureType),
-                int(order.timestamp),
-                bytes.fromhex(order.metadata.removeprefix("0x").zfill(64)),
-                bytes.fromhex(order.builder.removeprefix("0x").zfill(64)),
-            ],
-        )
-    )
-    return "0x" + keccak(b"\x19\x01" + domain_separator + struct_hash).hex()
-
-
-_ORDER_ABI_TYPES = [
-    "bytes32", "uint256", "address", "address", "uint256", "uint256",
-    "uint256", "uint8", "uint8", "uint256", "bytes32", "bytes32",
-]  # fmt: skip
 
 
 def _classify(status: int | None) -> CallKind:

@@ -1,0 +1,116 @@
+"""Fast V2 order signing for py-clob-client-v2.
+
+The library signs an order by building EIP-712 typed data as a dict, encoding it generically
+(`encode_typed_data`) and signing through eth-account: ~0.7 ms per order, of which the secp256k1
+signature itself (coincurve) is well under a tenth. `FastOrderBuilder` replaces only that step:
+the library still computes amounts, rounding, salt, timestamp and defaults, and the order's
+EIP-712 digest is hashed directly from its fixed-size fields and signed with coincurve. The
+digest doubles as the order id. Tests check both against the library's own encoding.
+
+Only EOA-signed key types go this way (EOA, POLY_PROXY, POLY_GNOSIS_SAFE: the key signs the
+order digest itself); POLY_1271 and V1/V3 orders fall back to the library unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import coincurve
+from eth_utils import keccak
+from py_clob_client_v2.config import get_contract_config
+from py_clob_client_v2.constants import BYTES32_ZERO
+from py_clob_client_v2.order_builder.builder import ROUNDING_CONFIG, OrderBuilder
+from py_clob_client_v2.order_builder.helpers import _resolve_order_routing
+from py_clob_client_v2.order_utils import ExchangeOrderBuilderV2, SignatureTypeV2
+from py_clob_client_v2.order_utils.exchange_order_builder_v2 import ORDER_TYPE_HASH
+from py_clob_client_v2.order_utils.model.order_data_v2 import OrderDataV2, OrderV2, SignedOrderV2
+
+
+def _word(value: int) -> bytes:
+    return value.to_bytes(32, "big")
+
+
+def _address(value: str) -> bytes:
+    return bytes(12) + bytes.fromhex(value.removeprefix("0x"))
+
+
+def _bytes32(value: str) -> bytes:
+    return bytes.fromhex(value.removeprefix("0x").zfill(64))
+
+
+def order_digest_bytes(order: OrderV2, domain_separator: bytes) -> bytes:
+    """EIP-712 digest of a V2 order: keccak(0x1901 || domain || keccak(typehash || fields)).
+
+    Every field of the Order struct is static, so its ABI encoding is 12 words laid end to end."""
+    struct_hash = keccak(
+        ORDER_TYPE_HASH
+        + _word(int(order.salt))
+        + _address(order.maker)
+        + _address(order.signer)
+        + _word(int(order.tokenId))
+        + _word(int(order.makerAmount))
+        + _word(int(order.takerAmount))
+        + _word(int(order.side))
+        + _word(int(order.signatureType))
+        + _word(int(order.timestamp))
+        + _bytes32(order.metadata)
+        + _bytes32(order.builder)
+    )
+    return keccak(b"\x19\x01" + domain_separator + struct_hash)
+
+
+def order_digest(order: OrderV2, domain_separator: bytes) -> str:
+    """The order id the CLOB reports: the digest as 0x-hex."""
+    return "0x" + order_digest_bytes(order, domain_separator).hex()
+
+
+class FastOrderBuilder(OrderBuilder):
+    """The library's OrderBuilder with the V2 signature computed directly (same bytes, ~5x faster)."""
+
+    def __init__(self, base: OrderBuilder) -> None:
+        super().__init__(base.signer, base.signature_type, base.funder)
+        self._key = coincurve.PrivateKey(bytes.fromhex(base.signer.private_key.removeprefix("0x")))
+        self._exchanges: dict[tuple[str, str], ExchangeOrderBuilderV2] = {}
+
+    def exchange(self, neg_risk: bool, version: int = 2) -> ExchangeOrderBuilderV2:
+        """The library's exchange builder for this contract, made once (its domain hash is cached)."""
+        cfg = get_contract_config(self.signer.get_chain_id())
+        address = cfg.neg_risk_exchange_v2 if neg_risk else cfg.exchange_v2
+        key = (address, str(version))
+        if key not in self._exchanges:
+            self._exchanges[key] = ExchangeOrderBuilderV2(
+                address, self.signer.get_chain_id(), self.signer, domain_version=str(version)
+            )
+        return self._exchanges[key]
+
+    def build_order(
+        self, order_args: Any, options: Any, version: int = 2, fee_rate_bps: int | None = None
+    ) -> Any:
+        asset_id, routed = _resolve_order_routing(order_args, version)
+        if routed != 2 or self.signature_type == SignatureTypeV2.POLY_1271:
+            return super().build_order(order_args, options, version, fee_rate_bps)
+        # Same order data as the library's V2 branch of OrderBuilder.build_order.
+        side, maker_amount, taker_amount = self.get_order_amounts(
+            order_args.side, order_args.size, order_args.price, ROUNDING_CONFIG[options.tick_size]
+        )
+        data = OrderDataV2(
+            maker=self.funder,
+            tokenId=asset_id,
+            makerAmount=str(maker_amount),
+            takerAmount=str(taker_amount),
+            side=side,
+            signer=self._v2_order_signer(),
+            signatureType=self.signature_type,
+            timestamp=str(time.time_ns() // 1_000_000),
+            metadata=getattr(order_args, "metadata", BYTES32_ZERO),
+            builder=order_args.builder_code,
+            expiration=str(getattr(order_args, "expiration", 0)),
+        )
+        exchange = self.exchange(bool(options.neg_risk), routed)
+        order = exchange.build_order(data)  # library: salt, signer check, defaults
+        digest = order_digest_bytes(order, exchange.app_domain_separator)
+        sig = self._key.sign_recoverable(digest, hasher=None)  # r || s || recovery id (0/1)
+        signature = "0x" + (sig[:64] + bytes([sig[64] + 27])).hex()
+        return SignedOrderV2(**dataclasses.asdict(order), signature=signature)
