@@ -41,6 +41,7 @@ from polymm.executor.types import OrderState, Quote, Side
 from polymm.relay.events import Bbo
 from polymm.service.config import Env
 from polymm.sim.clob import ClobSim
+from polymm.sim.markets_file import write_above_market
 
 ROOT = Path(__file__).resolve().parents[1]
 COND, YES, NO = "0x" + "5f" * 32, "7" * 76, "8" * 76
@@ -105,19 +106,10 @@ def setup(tmp: Path) -> tuple[RemoteClob, Path, Path]:
     certs = tmp / "certs"
     subprocess.run([str(ROOT / "scripts" / "generate-certs.sh"), "127.0.0.1", str(certs)], check=True,
                    capture_output=True)  # fmt: skip
-    markets = tmp / "markets.toml"
-    markets.write_text(f"""[[markets]]
-name = "bench"
-condition_id = "{COND}"
-yes_token = "{YES}"
-no_token = "{NO}"
-binance_symbol = "BTCUSDT"
-kind = "above"
-strike = 100000
-expiry = {time.time() + 3600:.0f}
-min_edge = 0.02
-requote_threshold = 0.005
-""")
+    markets = write_above_market(
+        tmp / "markets.toml", name="bench", condition_id=COND, yes_token=YES, no_token=NO,
+        strike=100_000, expires_in_s=3600, min_edge=0.02, requote_threshold=0.005,
+    )  # fmt: skip
     return sim, certs, markets
 
 

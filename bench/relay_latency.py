@@ -25,16 +25,10 @@ import time
 from array import array
 from pathlib import Path
 
+from polymm.sim.ports import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def percentiles_us(values: list[int]) -> dict[str, float]:

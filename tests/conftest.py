@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -38,3 +39,17 @@ async def eventually(predicate: Callable[[], object], timeout_s: float = 10.0, w
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s}s waiting for {what or predicate}")
         await asyncio.sleep(0.02)
+
+
+@asynccontextmanager
+async def running(
+    run: Callable[[asyncio.Event], Awaitable[object]], stop_timeout_s: float = 30.0
+) -> AsyncIterator[None]:
+    """Run a service's `run(stop)` in the background for the block; then stop it and wait for it."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, stop_timeout_s)

@@ -18,7 +18,6 @@ import io
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,8 @@ import urllib.request
 from pathlib import Path
 
 from polymm.service.backoff import sleep_or_stop
+from polymm.sim.markets_file import write_above_market
+from polymm.sim.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "demo-data"
@@ -36,12 +37,6 @@ TOKENS = ["713210456792522125946263855327069127503327285719425322896313793124555
           "48331043336612883890938759509493159234755048973500640148014422747788308965732"]  # fmt: skip
 # Throwaway credentials for the local S3 server only; real ones come from Ansible Vault.
 S3_ENV = {"AWS_ACCESS_KEY_ID": "demo", "AWS_SECRET_ACCESS_KEY": "demo", "AWS_DEFAULT_REGION": REGION}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_certs() -> Path:
@@ -57,21 +52,10 @@ def make_certs() -> Path:
 def write_markets() -> Path:
     """One 'BTC above 97,000 in 10 minutes' market, so the fair value moves visibly with Binance."""
     cond, yes, no = MARKET
-    path = DATA / "markets.toml"
-    path.write_text(f"""[[markets]]
-name = "demo-btc-above-97k"
-condition_id = "{cond}"
-yes_token = "{yes}"
-no_token = "{no}"
-binance_symbol = "BTCUSDT"
-kind = "above"
-strike = 97000
-expiry = {time.time() + 600:.0f}
-quote_size = 10
-min_edge = 0.02
-requote_threshold = 0.005
-""")
-    return path
+    return write_above_market(
+        DATA / "markets.toml", name="demo-btc-above-97k", condition_id=cond, yes_token=yes, no_token=no,
+        strike=97_000, expires_in_s=600, quote_size=10, min_edge=0.02, requote_threshold=0.005,
+    )  # fmt: skip
 
 
 def throwaway_key() -> str:

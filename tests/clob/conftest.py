@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -49,14 +48,6 @@ def make_client(sim: ClobSim, account: LocalAccount) -> ClobClient:
 @pytest.fixture
 def client(sim: ClobSim, account: LocalAccount) -> ClobClient:
     return make_client(sim, account)
-
-
-async def eventually(predicate: Callable[[], object], timeout_s: float = 5.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what or predicate}")
-        await asyncio.sleep(0.01)
 
 
 class WsRecorder:

@@ -10,7 +10,8 @@ from py_clob_client_v2 import ClobClient, OrderArgs
 from py_clob_client_v2.clob_types import OrderPayload
 
 from polymm.sim.clob import ClobSim
-from tests.clob.conftest import COND, NO, YES, WsRecorder, eventually
+from tests.clob.conftest import COND, NO, YES, WsRecorder
+from tests.conftest import eventually
 
 
 async def user_channel(sim: ClobSim, client: ClobClient, markets: list[str] | None = None) -> WsRecorder:

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -11,7 +10,7 @@ import pyarrow.parquet as pq
 from polymm.collector.config import CollectorConfig
 from polymm.collector.service import DataCollector
 from polymm.service.config import Env
-from tests.conftest import eventually
+from tests.conftest import eventually, running
 from tests.lake.conftest import REGION, MotoServer, moto_server  # noqa: F401 - shared S3 server fixture
 
 YES, NO = "71321045679252212594626385532706912750332728571942532289631379312455583992563", "5210"
@@ -36,14 +35,9 @@ def new_bucket(s3: MotoServer, name: str) -> str:
 @asynccontextmanager
 async def running_collector(env: Env) -> AsyncIterator[DataCollector]:
     collector = DataCollector(CollectorConfig.from_env(env))
-    stop = asyncio.Event()
-    task = asyncio.create_task(collector.run(stop))
-    await eventually(lambda: collector.receiver.port != 0, what="collector listening")
-    try:
+    async with running(collector.run, 60):
+        await eventually(lambda: collector.receiver.port != 0, what="collector listening")
         yield collector
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 60)
 
 
 def read_s3_table(s3: MotoServer, bucket: str, prefix: str) -> tuple[list[str], list[dict[str, Any]]]:

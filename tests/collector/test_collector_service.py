@@ -14,9 +14,10 @@ from polymm.collector.config import CollectorConfig
 from polymm.service.config import ConfigError, Env
 from polymm.sim.binance_ws import BinanceSim
 from polymm.sim.polymarket_ws import PolymarketSim
+from polymm.sim.ports import free_port
 from tests.collector.conftest import YES, new_bucket, read_s3_table
 from tests.conftest import eventually
-from tests.lake.conftest import REGION, MotoServer, free_port
+from tests.lake.conftest import REGION, MotoServer
 from tests.relay.conftest import running_sender, sender_config
 from tests.relay.test_sender_service import NotifySocket
 

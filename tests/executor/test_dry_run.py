@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import dataclasses
 import time
@@ -31,20 +32,36 @@ def make(tmp_path: Path, key: str, market: MarketSpec, **limits: float) -> Execu
     return Executor(cfg)
 
 
+class BinanceTicks:
+    """Stands in for the relay: a Binance update reaches the executor every 20 ms while on."""
+
+    def __init__(self, ex: Executor) -> None:
+        self.ex = ex
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            self.ex.on_binance()
+            await asyncio.sleep(0.02)
+
+
 async def test_dry_run_quotes_requotes_fills_and_kills(
     tmp_path: Path, private_key: str, market: MarketSpec
 ) -> None:
     ex = make(tmp_path, private_key, market, max_position_per_token=50)
     await ex.start()
     stop = asyncio.Event()
-    feeding = True
-
-    async def binance() -> None:
-        while feeding:
-            ex.on_binance()
-            await asyncio.sleep(0.02)
-
-    feeder = asyncio.create_task(binance())
+    ticks = BinanceTicks(ex)
+    ticks.start()
     runner = asyncio.create_task(ex.run(stop))
     await eventually(lambda: ex._armed, 5, "armed")
 
@@ -92,15 +109,14 @@ async def test_dry_run_quotes_requotes_fills_and_kills(
     assert ex.orders.positions.get(TOKEN_UP) == 0
 
     # Stale Binance -> kill: everything cancelled, nothing new placed while stale.
-    feeding = False
+    await ticks.stop()
     await eventually(lambda: KillReason.BINANCE_STALE in ex.risk.active, 3, "stale kill")
     await eventually(lambda: not ex.orders.orders, 3, "orders cancelled")
     ex.submit({TOKEN_UP: [bid]})
     await asyncio.sleep(0.2)
     assert not ex.orders.orders
     # Fresh data clears the condition; the strategy's next submit quotes again.
-    feeding = True
-    feeder = asyncio.create_task(binance())
+    ticks.start()
     await eventually(lambda: not ex.risk.halted, 3, "kill cleared")
     ex.submit({TOKEN_UP: [bid]})
     await eventually(lambda: len(ex.orders.orders) == 1, 3, "quoting again")
@@ -117,8 +133,7 @@ async def test_dry_run_quotes_requotes_fills_and_kills(
 
     stop.set()
     await asyncio.wait_for(runner, 10)
-    feeding = False
-    await feeder
+    await ticks.stop()
     assert ex.gateway.requests == 0  # nothing left the process
 
     rows = list(csv.DictReader(ex.journal.path_for(time.time_ns()).open()))
@@ -176,28 +191,20 @@ async def test_quotes_held_by_a_kill_go_out_as_soon_as_it_clears(
     await asyncio.sleep(0.1)
     assert not ex.orders.orders
 
-    feeding = True
-
-    async def binance() -> None:
-        while feeding:
-            ex.on_binance()
-            await asyncio.sleep(0.02)
-
-    feeder = asyncio.create_task(binance())
+    ticks = BinanceTicks(ex)
+    ticks.start()
     await eventually(lambda: len(ex.orders.orders) == 2, 5, "placed on arming")
 
-    feeding = False
-    await feeder
+    await ticks.stop()
     await eventually(lambda: not ex.orders.orders, 5, "stale Binance cancels everything")
     ex.submit({TOKEN_UP: quotes})  # the strategy re-quotes while still halted
     await asyncio.sleep(0.1)
     assert not ex.orders.orders
 
-    feeding = True
-    feeder = asyncio.create_task(binance())
+    ticks.start()
     await eventually(lambda: len(ex.orders.orders) == 2, 5, "placed when the kill clears")
     assert KillReason.BINANCE_STALE not in ex.risk.active
 
-    feeding = False
     stop.set()
-    await asyncio.gather(feeder, runner)
+    await runner
+    await ticks.stop()

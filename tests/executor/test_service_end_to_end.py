@@ -22,7 +22,7 @@ from polymm.relay.events import Bbo
 from polymm.service.config import Env
 from polymm.sim.binance_ws import BinanceSim
 from polymm.sim.clob import ClobSim
-from tests.conftest import eventually
+from tests.conftest import eventually, running
 from tests.executor.conftest import COND, NO, YES
 from tests.relay.conftest import running_sender, sender_config
 
@@ -78,14 +78,9 @@ async def running_executor(env: Env, strategy: FollowBinance) -> AsyncIterator[T
     cfg = ExecutorServiceConfig.from_env(env)
     market = MarketSpec(COND, (YES, NO), end_ts_s=time.time() + 3600, tick_size="0.01")
     executor = TradingExecutor(cfg, strategy, [market])
-    stop = asyncio.Event()
-    task = asyncio.create_task(executor.run(stop))
-    await eventually(lambda: executor.receiver.port != 0 and executor.feed.connected, what="executor up")
-    try:
+    async with running(executor.run, 30):
+        await eventually(lambda: executor.receiver.port != 0 and executor.feed.connected, what="executor up")
         yield executor
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
 
 
 def our_orders(clob: ClobSim, executor: TradingExecutor) -> dict[str, list[float]]:
@@ -95,15 +90,24 @@ def our_orders(clob: ClobSim, executor: TradingExecutor) -> dict[str, list[float
     return out
 
 
-async def test_quotes_follow_binance_and_fills_move_position(certs: Path, tmp_path: Path, clob: ClobSim):
-    strategy = FollowBinance()
+@asynccontextmanager
+async def production_chain(
+    certs: Path, tmp: Path, clob: ClobSim, strategy: FollowBinance, **env: str
+) -> AsyncIterator[tuple[BinanceSim, TradingExecutor]]:
+    """Local Binance -> binance-sender -> executor -> local CLOB, with the relay connected."""
     async with (
         BinanceSim(rate_hz=0) as binance,
-        running_executor(executor_env(certs, tmp_path, clob), strategy) as executor,
+        running_executor(executor_env(certs, tmp, clob, **env), strategy) as executor,
         running_sender(sender_config(certs, executor.receiver.port, binance, SYMBOLS="btcusdt")),
     ):
         await binance.wait_connections(1)
         await eventually(lambda: executor.receiver.connected_senders == 1)
+        yield binance, executor
+
+
+async def test_quotes_follow_binance_and_fills_move_position(certs: Path, tmp_path: Path, clob: ClobSim):
+    strategy = FollowBinance()
+    async with production_chain(certs, tmp_path, clob, strategy) as (binance, executor):
 
         async def tick(mid: float) -> None:
             await binance.push_bbo("btcusdt", mid - 0.5, mid + 0.5)
@@ -139,14 +143,8 @@ async def test_quotes_follow_binance_and_fills_move_position(certs: Path, tmp_pa
 
 async def test_polymarket_feed_drop_cancels_then_resumes(certs: Path, tmp_path: Path, clob: ClobSim):
     strategy = FollowBinance()
-    env = executor_env(certs, tmp_path, clob, BINANCE_STALE_MS="60000")
-    async with (
-        BinanceSim(rate_hz=0) as binance,
-        running_executor(env, strategy) as executor,
-        running_sender(sender_config(certs, executor.receiver.port, binance, SYMBOLS="btcusdt")),
-    ):
-        await binance.wait_connections(1)
-        await eventually(lambda: executor.receiver.connected_senders == 1)
+    chain = production_chain(certs, tmp_path, clob, strategy, BINANCE_STALE_MS="60000")
+    async with chain as (binance, executor):
         await binance.push_bbo("btcusdt", 99_999.5, 100_000.5)
         await eventually(lambda: our_orders(clob, executor) == {YES: [0.47], NO: [0.47]}, what="quotes")
         clob.drop_ws()  # market and user channels both drop
@@ -176,14 +174,9 @@ async def test_sigterm_cancels_everything(certs: Path, tmp_path: Path, clob: Clo
 
 async def test_risk_limit_blocks_new_orders(certs: Path, tmp_path: Path, clob: ClobSim):
     strategy = FollowBinance()
-    env = executor_env(certs, tmp_path, clob, BINANCE_STALE_MS="60000", MAX_POSITION_PER_TOKEN="5")
-    async with (
-        BinanceSim(rate_hz=0) as binance,
-        running_executor(env, strategy) as executor,
-        running_sender(sender_config(certs, executor.receiver.port, binance, SYMBOLS="btcusdt")),
-    ):
-        await binance.wait_connections(1)
-        await eventually(lambda: executor.receiver.connected_senders == 1)
+    limits = {"BINANCE_STALE_MS": "60000", "MAX_POSITION_PER_TOKEN": "5"}
+    chain = production_chain(certs, tmp_path, clob, strategy, **limits)
+    async with chain as (binance, executor):
         await binance.push_bbo("btcusdt", 99_999.5, 100_000.5)
         # 10-share quotes could take the position to 10 > 5: refused before anything is signed
         await eventually(lambda: executor.engine.orders.stats.risk_rejects >= 2, what="risk rejects")
@@ -194,14 +187,8 @@ async def test_risk_limit_blocks_new_orders(certs: Path, tmp_path: Path, clob: C
 
 async def test_api_errors_are_survived_without_a_retry_storm(certs: Path, tmp_path: Path, clob: ClobSim):
     strategy = FollowBinance()
-    env = executor_env(certs, tmp_path, clob, BINANCE_STALE_MS="60000")
-    async with (
-        BinanceSim(rate_hz=0) as binance,
-        running_executor(env, strategy) as executor,
-        running_sender(sender_config(certs, executor.receiver.port, binance, SYMBOLS="btcusdt")),
-    ):
-        await binance.wait_connections(1)
-        await eventually(lambda: executor.receiver.connected_senders == 1)
+    chain = production_chain(certs, tmp_path, clob, strategy, BINANCE_STALE_MS="60000")
+    async with chain as (binance, executor):
         before = clob.counters["http_requests"]
         clob.fail_next(3, status=503, path="/orders", method="POST")
         clob.fail_next(2, status=429, path="/order", method="POST", retry_after=0.5)

@@ -8,7 +8,6 @@ import contextlib
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 from eth_account import Account
@@ -17,29 +16,19 @@ from py_clob_client_v2.clob_types import OrderArgs
 
 from polymm.sim.binance_ws import BinanceSim
 from polymm.sim.clob import ClobSim
+from polymm.sim.markets_file import write_above_market
+from polymm.sim.ports import free_port
 from tests.conftest import eventually
 from tests.executor.conftest import COND, NO, YES
-from tests.lake.conftest import free_port
 from tests.relay.conftest import running_sender, sender_config
 from tests.relay.test_sender_service import NotifySocket
 
 
 def markets_file(tmp: Path) -> Path:
-    path = tmp / "markets.toml"
-    path.write_text(f"""
-[[markets]]
-name = "btc-above-100k"
-condition_id = "{COND}"
-yes_token = "{YES}"
-no_token = "{NO}"
-binance_symbol = "BTCUSDT"
-kind = "above"
-strike = 100000
-expiry = {time.time() + 3600:.0f}
-quote_size = 10
-min_edge = 0.03
-""")
-    return path
+    return write_above_market(
+        tmp / "markets.toml", name="btc-above-100k", condition_id=COND, yes_token=YES, no_token=NO,
+        strike=100_000, expires_in_s=3600, quote_size=10, min_edge=0.03,
+    )  # fmt: skip
 
 
 def executor_env(certs: Path, tmp: Path, clob: ClobSim, key: str, port: int, sock: Path) -> dict[str, str]:

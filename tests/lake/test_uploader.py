@@ -11,8 +11,9 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from polymm.lake import Lake, S3Uploader
+from polymm.sim.ports import free_port
 
-from .conftest import HOUR_NS, REGION, T0, Clock, MotoServer, _start, bbo, book, free_port
+from .conftest import HOUR_NS, REGION, T0, Clock, MotoServer, _start, bbo, book
 
 TOKEN = "8033940942096212345"
 H0 = "date=2026-01-19/hour=00"

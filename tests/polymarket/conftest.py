@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -15,18 +12,10 @@ from polymm.polymarket.book import OrderBook
 from polymm.polymarket.market_ws import MarketFeed
 from polymm.sim.gamma import GammaSim
 from polymm.sim.polymarket_ws import PolymarketSim
+from tests.conftest import running
 
 YES = "1111111111111111111111111111111111111111111111111111111111111111111111111111"
 NO = "2222222222222222222222222222222222222222222222222222222222222222222222222222"
-
-
-async def eventually(predicate: Callable[[], object], timeout_s: float = 5.0, what: str = "") -> None:
-    """Poll until predicate() is truthy; fail the test with `what` otherwise."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what or predicate}")
-        await asyncio.sleep(0.01)
 
 
 class Recorder:
@@ -83,11 +72,5 @@ async def running_feed(
     feed = MarketFeed(
         tokens, url=url, on_book=rec.on_book, on_trade=rec.on_trade, on_event=rec.on_event, **kwargs
     )
-    stop = asyncio.Event()
-    task = asyncio.create_task(feed.run(stop))
-    try:
+    async with running(feed.run, 5.0):
         yield feed
-    finally:
-        stop.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, 5.0)

@@ -12,7 +12,7 @@ import pytest
 
 from polymm.polymarket.gamma import GammaDiscovery, parse_market, window_seconds, window_slugs
 from polymm.sim.gamma import GammaSim
-from tests.polymarket.conftest import eventually
+from tests.conftest import eventually
 
 
 class Changes(list[tuple[set[str], set[str]]]):

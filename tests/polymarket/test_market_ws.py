@@ -7,7 +7,8 @@ import json
 
 from polymm.polymarket.market_ws import MarketFeed
 from polymm.sim.polymarket_ws import PolymarketSim
-from tests.polymarket.conftest import NO, YES, Recorder, eventually, running_feed
+from tests.conftest import eventually
+from tests.polymarket.conftest import NO, YES, Recorder, running_feed
 
 
 def valid(feed: MarketFeed, *tokens: str) -> bool:

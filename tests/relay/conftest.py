@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,6 +13,7 @@ from polymm.relay.receiver import RelayReceiver
 from polymm.relay.sender import Sender
 from polymm.service.config import Env
 from polymm.sim.binance_ws import BinanceSim
+from tests.conftest import running
 
 
 class Inbox(list[RelayEvent]):
@@ -71,10 +71,5 @@ def sender_config(certs: Path, port: int, sim: BinanceSim, **extra: str) -> Send
 @asynccontextmanager
 async def running_sender(config: SenderConfig) -> AsyncIterator[Sender]:
     sender = Sender(config)
-    stop = asyncio.Event()
-    task = asyncio.create_task(sender.run(stop))
-    try:
+    async with running(sender.run, 10):
         yield sender
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)

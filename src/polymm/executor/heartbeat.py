@@ -79,15 +79,9 @@ class Heartbeater:
 
     async def beat(self) -> bool:
         """Send one heartbeat; True if accepted."""
-        self.sent += 1
-        res: _Result = await self.gateway.heartbeat(self.heartbeat_id)
+        res = await self._send()
         if res.ok:
-            data = res.data if isinstance(res.data, dict) else {}
-            self.heartbeat_id = str(data.get("heartbeat_id") or "")
-            self.last_ok_ns = self._clock()
-            self._check()
             return True
-        self.failures += 1
         expected = _expected_id(res)
         self.heartbeat_id = expected or ""
         self._throttle.warn(log, "hb", "heartbeat refused: %s (restarting chain)", res.error)
@@ -98,18 +92,24 @@ class Heartbeater:
         return False
 
     async def _retry_once(self) -> bool:
-        res: _Result = await self.gateway.heartbeat(self.heartbeat_id)
+        if (await self._send()).ok:
+            return True
+        self.heartbeat_id = ""
+        self._check()
+        return False
+
+    async def _send(self) -> _Result:
+        """One POST; on success chain the returned id and note the time, else count a failure."""
         self.sent += 1
+        res: _Result = await self.gateway.heartbeat(self.heartbeat_id)
         if res.ok:
             data = res.data if isinstance(res.data, dict) else {}
             self.heartbeat_id = str(data.get("heartbeat_id") or "")
             self.last_ok_ns = self._clock()
             self._check()
-            return True
-        self.failures += 1
-        self.heartbeat_id = ""
-        self._check()
-        return False
+        else:
+            self.failures += 1
+        return res
 
     async def _watch(self, stop: asyncio.Event) -> None:
         # Separate from the sender: a hung request must still trip the failure on time.

@@ -306,12 +306,9 @@ class OrderManager:
             reject = self.risk.check_order(q, pending, shares, now)
             if reject is not None:
                 self.stats.risk_rejects += 1
-                self._journal_raw(
+                self._journal_quote(
                     "risk_reject",
-                    token_id=q.token_id,
-                    side=q.side.value,
-                    price=q.price,
-                    size=q.size,
+                    q,
                     reason=reject.value,
                 )
                 self._throttle.warn(
@@ -345,12 +342,9 @@ class OrderManager:
             else:
                 q, err = item
                 self.stats.rejected += 1
-                self._journal_raw(
+                self._journal_quote(
                     "sign_failed",
-                    token_id=q.token_id,
-                    side=q.side.value,
-                    price=q.price,
-                    size=q.size,
+                    q,
                     detail=err,
                 )
         if self.risk.halted:  # a kill arrived while we were signing
@@ -391,13 +385,10 @@ class OrderManager:
                 self.stats.rejected += 1
                 clean &= out.kind.value != "skipped"
                 self._forget(oid)
-                self._journal_raw(
+                self._journal_quote(
                     "reject",
+                    out.signed.quote,
                     order_id=oid,
-                    token_id=out.signed.quote.token_id,
-                    side=out.signed.quote.side.value,
-                    price=out.signed.quote.price,
-                    size=out.signed.quote.size,
                     reason=out.kind.value,
                     detail=out.error,
                 )
@@ -485,12 +476,9 @@ class OrderManager:
         if ev.status == "FAILED":
             for fill in self.positions.void(ev.trade_id):
                 self.stats.voided += 1
-                self._journal_raw(
+                self._journal_quote(
                     "fill_void",
-                    token_id=fill.token_id,
-                    side=fill.side.value,
-                    price=fill.price,
-                    size=fill.size,
+                    fill,
                     order_id=fill.order_id,
                     trade_id=fill.trade_id,
                 )
@@ -510,13 +498,10 @@ class OrderManager:
                 o.matched = max(o.matched, round(booked, 6))
                 if o.remaining <= 0:
                     self._forget(fill.order_id)
-            self._journal_raw(
+            self._journal_quote(
                 "fill",
-                token_id=fill.token_id,
+                fill,
                 market=fill.market,
-                side=fill.side.value,
-                price=fill.price,
-                size=fill.size,
                 order_id=fill.order_id,
                 trade_id=fill.trade_id,
                 status=ev.status,
@@ -595,6 +580,10 @@ class OrderManager:
     def _journal_raw(self, event: str, **fields: Any) -> None:
         if self.journal is not None:
             self.journal.record(event, **fields)
+
+    def _journal_quote(self, event: str, q: Quote | Fill, **fields: Any) -> None:
+        """Journal an event about a quote or a fill: its token, side, price and size."""
+        self._journal_raw(event, token_id=q.token_id, side=q.side.value, price=q.price, size=q.size, **fields)
 
 
 def _num(value: Any) -> float:

@@ -19,7 +19,9 @@ from collections.abc import Iterable
 from urllib.parse import parse_qs, urlsplit
 
 import msgspec
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
+
+from polymm.sim.ws_sim import TickingWsSim
 
 log = logging.getLogger("polymm.sim.binance")
 _json = msgspec.json.Encoder()
@@ -34,7 +36,7 @@ class _Symbol:
         self.agg_id = rng.randrange(10**8, 10**9)
 
 
-class BinanceSim:
+class BinanceSim(TickingWsSim):
     def __init__(
         self,
         host: str = "127.0.0.1",
@@ -47,23 +49,17 @@ class BinanceSim:
         seed: int = 7,
         autostart: bool = True,
     ) -> None:
-        self.host = host
-        self.port = port
+        super().__init__(host, port, rate_hz, ticking=autostart)
+        self.serve_options = {"ping_interval": ping_interval_s, "ping_timeout": ping_interval_s}
         self.market = market
-        self.rate_hz = rate_hz
         self.trade_every = trade_every
         self.ping_interval_s = ping_interval_s
         self._rng = random.Random(seed)
         self._symbols: dict[str, _Symbol] = {}
         self._subs: dict[ServerConnection, frozenset[str]] = {}
-        self._server: Server | None = None
-        self._ticker: asyncio.Task[None] | None = None
-        self._autostart = autostart
-        self.frozen = False
         self.connects = 0
         self.requested: list[tuple[str, tuple[str, ...]]] = []  # (path, streams) per connection
         self.sent = 0
-        self._changed = asyncio.Event()
 
     @property
     def url(self) -> str:
@@ -72,31 +68,6 @@ class BinanceSim:
     @property
     def connections(self) -> int:
         return len(self._subs)
-
-    async def start(self) -> None:
-        self._server = await serve(
-            self._handle, self.host, self.port, compression=None,
-            ping_interval=self.ping_interval_s, ping_timeout=self.ping_interval_s,
-        )  # fmt: skip
-        self.port = self._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        if self._autostart and self.rate_hz > 0:
-            self._ticker = asyncio.create_task(self._tick_loop())
-
-    async def stop(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-
-    async def __aenter__(self) -> BinanceSim:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     # -- connections ------------------------------------------------------------------------------
 
@@ -129,13 +100,6 @@ class BinanceSim:
         finally:
             self._subs.pop(ws, None)
             self._changed.set()
-
-    async def wait_connections(self, count: int, timeout_s: float = 10.0) -> None:
-        """Wait until exactly `count` clients are connected (TimeoutError otherwise)."""
-        async with asyncio.timeout(timeout_s):
-            while self.connections != count:
-                self._changed.clear()
-                await self._changed.wait()
 
     def symbol(self, name: str) -> _Symbol:
         name = name.lower()
@@ -244,13 +208,6 @@ class BinanceSim:
             await self.send(f"{name}@bookTicker", self.random_bbo(s))
             if self.trade_every and self._rng.randrange(self.trade_every) == 0:
                 await self.send(self._trade_stream(name), self.random_trade(s))
-
-    async def _tick_loop(self) -> None:
-        period = 1.0 / self.rate_hz
-        while True:
-            await asyncio.sleep(period)
-            if not self.frozen:
-                await self.tick()
 
     async def blast(self, count: int, rate_hz: float = 0.0, symbol: str = "btcusdt") -> float:
         """Send `count` BBO messages for `symbol` (as fast as possible, or paced); returns seconds taken."""

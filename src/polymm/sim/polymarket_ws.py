@@ -23,7 +23,9 @@ from collections.abc import Iterable
 from typing import Any
 
 import msgspec
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
+
+from polymm.sim.ws_sim import TickingWsSim
 
 log = logging.getLogger("polymm.sim.polymarket")
 _json = msgspec.json.Encoder()
@@ -121,7 +123,7 @@ class _Client:
         self.initialized = False
 
 
-class PolymarketSim:
+class PolymarketSim(TickingWsSim):
     def __init__(
         self,
         host: str = "127.0.0.1",
@@ -134,9 +136,8 @@ class PolymarketSim:
         seed: int = 11,
         tokens: Iterable[str] = (),
     ) -> None:
-        self.host = host
-        self.port = port
-        self.rate_hz = rate_hz
+        super().__init__(host, port, rate_hz)
+        self.serve_options = {"ping_interval": None, "max_size": 1 << 22}
         self.trade_prob = trade_prob
         self.book_after_trade_prob = book_after_trade_prob
         self.tick_size = tick_size
@@ -145,10 +146,6 @@ class PolymarketSim:
         for token in tokens:
             self.token(token)
         self._clients: dict[ServerConnection, _Client] = {}
-        self._server: Server | None = None
-        self._ticker: asyncio.Task[None] | None = None
-        self._changed = asyncio.Event()
-        self.frozen = False
         # Counters and logs of what clients did, for tests.
         self.connects = 0
         self.first_frames = 0
@@ -168,30 +165,6 @@ class PolymarketSim:
     @property
     def connections(self) -> int:
         return len(self._clients)
-
-    async def start(self) -> None:
-        self._server = await serve(
-            self._handle, self.host, self.port, compression=None, ping_interval=None, max_size=1 << 22
-        )
-        self.port = self._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        if self.rate_hz > 0:
-            self._ticker = asyncio.create_task(self._tick_loop())
-
-    async def stop(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-
-    async def __aenter__(self) -> PolymarketSim:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     def token(self, token_id: str, market: str | None = None) -> SimToken:
         state = self.tokens.get(token_id)
@@ -263,13 +236,6 @@ class PolymarketSim:
             return
         books = [self.book_event(self.token(a)) for a in assets]
         await self._send(client, _json.encode(books).decode())
-
-    async def wait_connections(self, count: int, timeout_s: float = 10.0) -> None:
-        """Wait until exactly `count` clients are connected (TimeoutError otherwise)."""
-        async with asyncio.timeout(timeout_s):
-            while self.connections != count:
-                self._changed.clear()
-                await self._changed.wait()
 
     def subscribed(self) -> list[set[str]]:
         """Asset sets of the connected clients, one per connection."""
@@ -373,13 +339,6 @@ class PolymarketSim:
             with contextlib.suppress(Exception):
                 await client.ws.close(code, reason)
 
-    def freeze(self) -> None:
-        """Stop all data (random walk and subscribe snapshots); PING still gets PONG."""
-        self.frozen = True
-
-    def unfreeze(self) -> None:
-        self.frozen = False
-
     # -- random activity ---------------------------------------------------------------------------
 
     async def tick(self) -> None:
@@ -418,16 +377,6 @@ class PolymarketSim:
         else:
             event = self.price_change_event(t, [(book_side, price, left)])
             await self.broadcast(t.token_id, _json.encode(event).decode())
-
-    async def _tick_loop(self) -> None:
-        period = 1.0 / self.rate_hz
-        while True:
-            await asyncio.sleep(period)
-            if not self.frozen:
-                try:
-                    await self.tick()
-                except Exception:  # the demo must keep running whatever a client does
-                    log.exception("polymarket sim tick failed")
 
 
 async def _main(args: argparse.Namespace) -> None:
