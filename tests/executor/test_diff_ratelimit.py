@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from polymm.executor.orders import diff_quotes
 from polymm.executor.ratelimit import TokenBucket
-from polymm.executor.types import Fill, LiveOrder, OrderState, Positions, Quote, Side
+from polymm.executor.types import Fill, LiveOrder, OrderState, Positions, Quote, Side, on_tick
 
 from .conftest import CONDITION, TOKEN_DOWN, TOKEN_UP
 
@@ -90,3 +90,13 @@ def test_positions_book_once_and_void() -> None:
     assert p.get(TOKEN_UP) == 6
     assert [x.order_id for x in p.void("t1")] == ["o1"]
     assert p.get(TOKEN_UP) == -4
+
+
+def test_quotes_are_snapped_to_the_tick_away_from_the_touch():
+    bid, ask = Quote(TOKEN_UP, Side.BUY, 0.476, 10), Quote(TOKEN_UP, Side.SELL, 0.524, 10)
+    assert on_tick(bid, "0.01").price == 0.47 and on_tick(ask, "0.01").price == 0.53
+    assert on_tick(bid, "0.001") is bid  # already on the grid: the same object, no churn
+    assert on_tick(Quote(TOKEN_UP, Side.BUY, 0.29, 10), "0.01").price == 0.29  # 0.29 * 100 = 28.999..
+    assert on_tick(Quote(TOKEN_UP, Side.SELL, 0.9975, 5), "0.0025").price == 0.9975
+    assert on_tick(Quote(TOKEN_UP, Side.SELL, 0.9976, 5), "0.0025").price == 1.0  # then refused as BAD_QUOTE
+    assert on_tick(bid, None) is bid  # tick unknown: left to the client

@@ -16,12 +16,14 @@ from eth_account import Account
 from polymm.executor.config import ExecutorServiceConfig
 from polymm.executor.risk import KillReason
 from polymm.executor.service import TradingExecutor
+from polymm.executor.strategy_bridge import build_strategy
 from polymm.executor.types import Fill, MarketSpec, Quote, Side
 from polymm.polymarket.book import OrderBook
 from polymm.relay.events import Bbo
 from polymm.service.config import Env
 from polymm.sim.binance_ws import BinanceSim
 from polymm.sim.clob import ClobSim
+from polymm.sim.markets_file import write_above_market
 from tests.conftest import eventually, running
 from tests.executor.conftest import COND, NO, YES
 from tests.relay.conftest import running_sender, sender_config
@@ -200,3 +202,49 @@ async def test_api_errors_are_survived_without_a_retry_storm(certs: Path, tmp_pa
         assert clob.counters["http_requests"] - before < 60
         assert executor.engine.gateway.errors  # each failure was counted by kind
         assert not executor.engine.risk.halted
+
+
+def on_grid(prices: list[float], tick: float) -> bool:
+    return all(abs(p / tick - round(p / tick)) < 1e-9 for p in prices)
+
+
+async def test_tick_size_change_regrids_the_reference_strategy(certs: Path, tmp_path: Path):
+    """Polymarket coarsens the tick (0.001 -> 0.01): quotes move onto the new grid at once, and
+    nothing is sent off-grid (the CLOB would reject it)."""
+    clob = ClobSim(heartbeat_timeout_s=3.0, trade_confirm_delay_s=0.05)
+    clob.add_market(COND, YES, NO, tick_size=0.001, min_size=5)
+    clob.start_in_thread()
+    markets = write_above_market(
+        tmp_path / "reference-markets.toml", name="btc-above-100k", condition_id=COND, yes_token=YES,
+        no_token=NO, strike=100_000, expires_in_s=3600, tick_size=0.001, min_edge=0.025, quote_size=10,
+    )  # fmt: skip
+    env = executor_env(certs, tmp_path, clob, MARKETS_CONFIG=str(markets), BINANCE_STALE_MS="60000")
+    strategy, specs = build_strategy(markets)
+    executor = TradingExecutor(ExecutorServiceConfig.from_env(env), strategy, specs)
+    try:
+        async with BinanceSim(rate_hz=0) as binance, running(executor.run, 30):
+            await eventually(lambda: executor.receiver.port != 0 and executor.feed.connected, what="up")
+            async with running_sender(
+                sender_config(certs, executor.receiver.port, binance, SYMBOLS="btcusdt")
+            ):
+                await binance.wait_connections(1)
+                await eventually(lambda: executor.receiver.connected_senders == 1)
+                await binance.push_bbo("btcusdt", 99_999.5, 100_000.5)
+
+                def prices() -> list[float]:
+                    return [p for side in our_orders(clob, executor).values() for p in side]
+
+                await eventually(lambda: len(prices()) == 2, what="quotes on the fine grid")
+                assert not on_grid(prices(), 0.01)  # the test means something: fine-grid prices
+                clob.set_tick_size(YES, 0.01)
+                await eventually(lambda: len(prices()) == 2 and on_grid(prices(), 0.01), what="re-gridded")
+                # The strategy itself asks for on-grid prices (the client would otherwise round them,
+                # and the diff would see desired != live and cancel/replace on every pass).
+                wanted = [q.price for qs in executor.engine.orders._desired.values() for q in qs]
+                assert len(wanted) == 2 and on_grid(wanted, 0.01)
+                posted = executor.engine.orders.stats.posted
+                await asyncio.sleep(0.3)
+                assert executor.engine.orders.stats.posted == posted  # no churn
+                assert clob.rejects["tick_size"] == 0
+    finally:
+        clob.stop_thread()

@@ -192,3 +192,39 @@ def test_executor_adapter_speaks_the_executor_types():
     adapter.on_void(fill)
     assert ctx.positions[m.yes_token].shares == 0
     assert adapter.on_timer(clock[0] + 10**8) is None
+
+
+def on_grid(out: dict[str, list[DesiredQuote]], tick: float) -> bool:
+    prices = [q.price for quotes in out.values() for q in quotes]
+    return bool(prices) and all(abs(p / tick - round(p / tick)) < 1e-9 for p in prices)
+
+
+def test_a_tick_size_change_regrids_the_quotes():
+    m = up_down(strike=97_000.0)
+    run = Script(m)
+    assert on_grid(run.at(T0 + 1).bbo(97_020), 0.01)
+    state = run.s.markets[0]
+
+    fine = run.s.on_tick_size_change(m.yes_token, 0.001)  # Polymarket: price near 0 or 1 now
+    assert state.params.ticks_per_unit == 1000 and on_grid(fine, 0.001)
+    assert set(fine) == {m.yes_token, m.no_token}  # both tokens of the market are re-quoted
+    assert run.s.on_tick_size_change(m.no_token, 0.001) == {}  # same grid: no churn
+    assert run.s.on_tick_size_change("unknown-token", 0.001) == {}
+
+    coarse = run.s.on_tick_size_change(m.no_token, 0.01)
+    assert state.params.ticks_per_unit == 100 and on_grid(coarse, 0.01)
+
+
+def test_adapter_passes_tick_changes_only_to_strategies_that_want_them():
+    m = up_down(strike=97_000.0)
+    ctx = StrategyContext()
+    adapter = ExecutorAdapter(ReferenceStrategy([m], ctx), ctx, clock=lambda: int((T0 + 1) * 1e9))
+    adapter.on_binance_bbo(Bbo("BTCUSDT", 0, 0, 0, 1, 97_019.995, 1.0, 97_020.005, 1.0))
+    regridded = adapter.on_tick_size_change(m.yes_token, 0.001)
+    assert regridded is not None and set(regridded) == {m.yes_token, m.no_token}
+
+    class FixedGrid:  # implements only the four required callbacks
+        def on_binance_bbo(self, bbo: Bbo) -> dict[str, list[DesiredQuote]]:
+            return {}
+
+    assert ExecutorAdapter(FixedGrid(), ctx).on_tick_size_change(m.yes_token, 0.001) is None  # type: ignore[arg-type]

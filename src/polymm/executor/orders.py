@@ -30,7 +30,17 @@ from polymm.executor.clob_gateway import CallResult, ClobGateway, SignedQuote
 from polymm.executor.journal import Journal
 from polymm.executor.ratelimit import TokenBucket
 from polymm.executor.risk import RiskEngine
-from polymm.executor.types import Fill, LiveOrder, OrderState, Positions, Quote, Side, same_price, same_size
+from polymm.executor.types import (
+    Fill,
+    LiveOrder,
+    OrderState,
+    Positions,
+    Quote,
+    Side,
+    on_tick,
+    same_price,
+    same_size,
+)
 from polymm.executor.user_ws import OrderEvent, TradeEvent
 from polymm.service.backoff import Backoff, sleep_or_stop
 from polymm.service.logs import Throttle
@@ -205,7 +215,11 @@ class OrderManager:
         for token, quotes in self._desired.items():
             market = self.risk.token_market.get(token)
             gate = self.risk.market_quotable(market, now) if market else None
-            out[token] = [] if (self.risk.halted or gate is not None) else quotes
+            if self.risk.halted or gate is not None:
+                out[token] = []
+            else:
+                tick = self.gw.tick.get(token)
+                out[token] = [on_tick(q, tick) for q in quotes]
         return out
 
     # -- cancels ---------------------------------------------------------------------------------

@@ -113,6 +113,9 @@ class TradingExecutor:
             token, tick = detail.get("asset_id"), detail.get("new_tick_size")
             if isinstance(token, str) and tick is not None:
                 self.engine.gateway.set_tick_size(token, str(tick))
+                regrid = getattr(self.strategy, "on_tick_size_change", None)  # optional callback
+                if regrid is not None:
+                    self._submit(regrid(token, float(str(tick))))
 
     def _on_fill(self, fill: Fill) -> None:
         self.cash += fill.price * fill.size * (1 if fill.side is Side.SELL else -1)

@@ -7,6 +7,7 @@ cancel/replace.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -39,6 +40,20 @@ class Quote:
     side: Side
     price: float
     size: float
+
+
+def on_tick(q: Quote, tick: str | None) -> Quote:
+    """`q` on the tick grid, rounded away from the touch (bids down, asks up), never towards it.
+
+    The client would round to the nearest tick instead, which can move a bid up into the spread
+    and makes the desired price differ from the live one on every pass (endless cancel/replace)."""
+    if not tick:
+        return q
+    n = round(1 / float(tick))
+    ticks = q.price * n
+    snapped = math.floor(ticks + 1e-9) if q.side is Side.BUY else math.ceil(ticks - 1e-9)
+    price = snapped / n
+    return q if same_price(price, q.price) else Quote(q.token_id, q.side, price, q.size)
 
 
 @dataclass(slots=True)

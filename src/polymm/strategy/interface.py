@@ -193,6 +193,14 @@ class ExecutorAdapter:
         self.ctx.now_ns = now_ns
         return self._out(self.strategy.on_timer(now_ns))
 
+    def on_tick_size_change(self, token_id: str, tick_size: float) -> dict[str, list[Any]] | None:
+        """Optional for a strategy: one that quotes a fixed grid may leave it out."""
+        handler = getattr(self.strategy, "on_tick_size_change", None)
+        if handler is None:
+            return None
+        self.ctx.now_ns = self._clock()
+        return self._out(handler(token_id, tick_size))
+
 
 def _fill(fill: Any) -> Fill:
     return Fill(

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from polymm.relay.events import Bbo
 from polymm.strategy.fair_value import digital
@@ -202,6 +202,20 @@ class ReferenceStrategy:
             ):
                 self._capture_failed(state, "no Binance mid near start_time")
             self._decide(state, now_ns, out, False)
+        return out
+
+    def on_tick_size_change(self, token_id: str, tick_size: float) -> Desired:
+        """Polymarket moved the market to a new tick (near 0 or 1): re-grid both tokens' quotes."""
+        state = self._tokens.get(token_id)
+        if state is None:
+            return {}
+        n = ticks_per_unit(tick_size)
+        if n == state.params.ticks_per_unit:
+            return {}
+        log.info("market %s: tick size now %g", state.config.name, tick_size)
+        state.params = replace(state.params, ticks_per_unit=n)
+        out: Desired = {}
+        self._decide(state, self.ctx.now_ns, out, True)  # the old grid's quotes may be off-grid now
         return out
 
     # -- views (for logs, tests, a backtester) --------------------------------------------------------
