@@ -208,17 +208,20 @@ def on_grid(prices: list[float], tick: float) -> bool:
     return all(abs(p / tick - round(p / tick)) < 1e-9 for p in prices)
 
 
-async def test_tick_size_change_regrids_the_reference_strategy(certs: Path, tmp_path: Path):
-    """Polymarket coarsens the tick (0.001 -> 0.01): quotes move onto the new grid at once, and
-    nothing is sent off-grid (the CLOB would reject it)."""
+@asynccontextmanager
+async def reference_chain(
+    certs: Path, tmp: Path, tick_size: float = 0.01
+) -> AsyncIterator[tuple[ClobSim, BinanceSim, TradingExecutor]]:
+    """The production chain with the reference strategy from a markets file, on its own CLOB,
+    quoting one "BTC above 100k in an hour" market; Binance sits at 100k once connected."""
     clob = ClobSim(heartbeat_timeout_s=3.0, trade_confirm_delay_s=0.05)
-    clob.add_market(COND, YES, NO, tick_size=0.001, min_size=5)
+    clob.add_market(COND, YES, NO, tick_size=tick_size, min_size=5)
     clob.start_in_thread()
     markets = write_above_market(
-        tmp_path / "reference-markets.toml", name="btc-above-100k", condition_id=COND, yes_token=YES,
-        no_token=NO, strike=100_000, expires_in_s=3600, tick_size=0.001, min_edge=0.025, quote_size=10,
+        tmp / "reference-markets.toml", name="btc-above-100k", condition_id=COND, yes_token=YES,
+        no_token=NO, strike=100_000, expires_in_s=3600, tick_size=tick_size, min_edge=0.025, quote_size=10,
     )  # fmt: skip
-    env = executor_env(certs, tmp_path, clob, MARKETS_CONFIG=str(markets), BINANCE_STALE_MS="60000")
+    env = executor_env(certs, tmp, clob, MARKETS_CONFIG=str(markets), BINANCE_STALE_MS="60000")
     strategy, specs = build_strategy(markets)
     executor = TradingExecutor(ExecutorServiceConfig.from_env(env), strategy, specs)
     try:
@@ -230,21 +233,60 @@ async def test_tick_size_change_regrids_the_reference_strategy(certs: Path, tmp_
                 await binance.wait_connections(1)
                 await eventually(lambda: executor.receiver.connected_senders == 1)
                 await binance.push_bbo("btcusdt", 99_999.5, 100_000.5)
-
-                def prices() -> list[float]:
-                    return [p for side in our_orders(clob, executor).values() for p in side]
-
-                await eventually(lambda: len(prices()) == 2, what="quotes on the fine grid")
-                assert not on_grid(prices(), 0.01)  # the test means something: fine-grid prices
-                clob.set_tick_size(YES, 0.01)
-                await eventually(lambda: len(prices()) == 2 and on_grid(prices(), 0.01), what="re-gridded")
-                # The strategy itself asks for on-grid prices (the client would otherwise round them,
-                # and the diff would see desired != live and cancel/replace on every pass).
-                wanted = [q.price for qs in executor.engine.orders._desired.values() for q in qs]
-                assert len(wanted) == 2 and on_grid(wanted, 0.01)
-                posted = executor.engine.orders.stats.posted
-                await asyncio.sleep(0.3)
-                assert executor.engine.orders.stats.posted == posted  # no churn
-                assert clob.rejects["tick_size"] == 0
+                yield clob, binance, executor
     finally:
         clob.stop_thread()
+
+
+def resting_prices(clob: ClobSim, executor: TradingExecutor) -> list[float]:
+    return [p for side in our_orders(clob, executor).values() for p in side]
+
+
+async def test_tick_size_change_regrids_the_reference_strategy(certs: Path, tmp_path: Path):
+    """Polymarket coarsens the tick (0.001 -> 0.01): quotes move onto the new grid at once, and
+    nothing is sent off-grid (the CLOB would reject it)."""
+    async with reference_chain(certs, tmp_path, tick_size=0.001) as (clob, _binance, executor):
+
+        def prices() -> list[float]:
+            return resting_prices(clob, executor)
+
+        await eventually(lambda: len(prices()) == 2, what="quotes on the fine grid")
+        assert not on_grid(prices(), 0.01)  # the test means something: fine-grid prices
+        clob.set_tick_size(YES, 0.01)
+        await eventually(lambda: len(prices()) == 2 and on_grid(prices(), 0.01), what="re-gridded")
+        # The strategy itself asks for on-grid prices (the client would otherwise round them,
+        # and the diff would see desired != live and cancel/replace on every pass).
+        wanted = [q.price for qs in executor.engine.orders._desired.values() for q in qs]
+        assert len(wanted) == 2 and on_grid(wanted, 0.01)
+        posted = executor.engine.orders.stats.posted
+        await asyncio.sleep(0.3)
+        assert executor.engine.orders.stats.posted == posted  # no churn
+        assert clob.rejects["tick_size"] == 0
+
+
+async def test_quotes_return_after_a_kill_clears_without_a_price_move(certs: Path, tmp_path: Path):
+    """The Polymarket feed drops (kill: all cancelled) and comes back while Binance has not moved:
+    the strategy must quote again at once, not wait for fair value to move past its threshold."""
+    async with reference_chain(certs, tmp_path) as (clob, binance, executor):
+        await eventually(lambda: len(resting_prices(clob, executor)) == 2, what="quotes")
+        before = sorted(resting_prices(clob, executor))
+        clob.drop_ws()
+        await eventually(lambda: not resting_prices(clob, executor), what="cancel on feed loss")
+        await eventually(lambda: not executor.engine.risk.halted, what="kill cleared")
+        await binance.push_bbo("btcusdt", 99_999.5, 100_000.5)  # the same price as before
+        await eventually(lambda: sorted(resting_prices(clob, executor)) == before, what="quoting again")
+
+
+async def test_a_strategy_that_raises_is_counted_and_skipped(certs: Path, tmp_path: Path, clob: ClobSim):
+    class Flaky(FollowBinance):
+        def on_binance_bbo(self, bbo: Bbo) -> Mapping[str, Sequence[Quote]] | None:
+            if bbo.bid < 50_000:
+                raise ValueError("a bug in user code")
+            return super().on_binance_bbo(bbo)
+
+    chain = production_chain(certs, tmp_path, clob, Flaky(), BINANCE_STALE_MS="60000")
+    async with chain as (binance, executor):
+        await binance.push_bbo("btcusdt", 1.0, 2.0)  # the strategy raises on this one
+        await eventually(lambda: executor.strategy_errors == 1, what="error counted")
+        await binance.push_bbo("btcusdt", 99_999.5, 100_000.5)  # ... and the service carries on
+        await eventually(lambda: our_orders(clob, executor) == {YES: [0.47], NO: [0.47]}, what="quotes")

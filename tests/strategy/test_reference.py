@@ -228,3 +228,14 @@ def test_adapter_passes_tick_changes_only_to_strategies_that_want_them():
             return {}
 
     assert ExecutorAdapter(FixedGrid(), ctx).on_tick_size_change(m.yes_token, 0.001) is None  # type: ignore[arg-type]
+
+
+def test_halted_context_pulls_quotes_and_clearing_it_quotes_afresh():
+    m = up_down(strike=97_000.0)
+    run = Script(m)
+    first = run.at(T0 + 1).bbo(97_020)
+    assert first[m.yes_token]
+    run.ctx.halted = True  # the executor cancelled everything (a kill switch)
+    assert run.at(T0 + 1.1).bbo(97_020) == {m.yes_token: [], m.no_token: []}
+    run.ctx.halted = False
+    assert run.at(T0 + 1.2).timer() == first  # same price, but the old quotes are gone: quote again

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,6 +86,7 @@ class Executor:
         self._cancel_all_pending = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._armed = False  # becomes True once everything was healthy once (quiet start-up)
+        self.on_resume: list[Callable[[], None]] = []  # called when quoting may start again
 
     # -- inputs from the service -----------------------------------------------------------------
 
@@ -108,7 +109,7 @@ class Executor:
         cleared = self.risk.clear(reason)
         if cleared:
             self.journal.record("kill_cleared", reason=reason.value)
-            self.orders.wake()
+            self._resumed()
         return cleared
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -191,7 +192,7 @@ class Executor:
                     self._armed = True
                     self.journal.record("armed")
                     log.info("all inputs healthy: quoting enabled")
-                    self.orders.wake()  # quotes held back during start-up go out now
+                    self._resumed()
             mono = time.monotonic()
             if self.user_ws.connected and self.orders.needs_reconcile and mono >= next_reconcile:
                 if await self.orders.reconcile():
@@ -218,8 +219,19 @@ class Executor:
         for reason in cleared:
             self.journal.record("kill_cleared", reason=reason.value)
         if cleared:
-            self.orders.wake()  # don't wait for the idle timer to re-place held quotes
+            self._resumed()
         return tripped
+
+    def _resumed(self) -> None:
+        """A kill cleared: if nothing else holds quoting back, say so now, not on the next timer."""
+        if self.risk.halted:
+            return
+        self.orders.wake()  # quotes held while halted go out at once
+        for callback in self.on_resume:
+            try:
+                callback()
+            except Exception:
+                log.exception("on_resume callback failed")
 
     def _trip_after_evaluate(self, reason: KillReason) -> None:
         # evaluate() already marked the reason active; do the side effects of a trip.

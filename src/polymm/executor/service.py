@@ -16,9 +16,9 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from polymm.executor.clob_gateway import ClobGateway, GatewayConfig
 from polymm.executor.config import ExecutorServiceConfig
@@ -33,6 +33,9 @@ from polymm.service.config import ConfigError
 from polymm.service.logs import Throttle, setup_logging
 from polymm.service.runtime import ServiceMain, run_service
 from polymm.service.systemd import Notifier
+
+if TYPE_CHECKING:
+    from polymm.strategy.interface import StrategyContext
 
 log = logging.getLogger("polymm.executor.service")
 
@@ -74,6 +77,9 @@ class TradingExecutor:
             )
         )
         self.engine.orders.on_fill.append(self._on_fill)
+        self.engine.on_resume.append(self._on_resume)
+        self._ctx: StrategyContext | None = getattr(strategy, "ctx", None)  # the adapter's, if any
+        self.strategy_errors = 0
         on_void = getattr(strategy, "on_void", None)
         if on_void is not None:  # a trade that failed on chain is taken back out of the strategy's book
             self.engine.orders.on_void.append(on_void)
@@ -100,11 +106,11 @@ class TradingExecutor:
         if type(event) is Bbo:
             self.binance_last_ns = event.arrival_ts
             self.engine.on_binance(event, event.arrival_ts)
-            self._submit(self.strategy.on_binance_bbo(event))
+            self._ask(self.strategy.on_binance_bbo, event)
 
     def _on_book(self, token_id: str, book: OrderBook, recv_ts: int, _exch_ts: int, _hash: str) -> None:
         self.engine.set_poly_feed(True, recv_ts)
-        self._submit(self.strategy.on_polymarket_book(token_id, book, recv_ts))
+        self._ask(self.strategy.on_polymarket_book, token_id, book, recv_ts)
 
     def _on_feed_event(self, kind: str, detail: Mapping[str, object]) -> None:
         if kind == "disconnected":
@@ -115,11 +121,36 @@ class TradingExecutor:
                 self.engine.gateway.set_tick_size(token, str(tick))
                 regrid = getattr(self.strategy, "on_tick_size_change", None)  # optional callback
                 if regrid is not None:
-                    self._submit(regrid(token, float(str(tick))))
+                    self._ask(regrid, token, float(str(tick)))
 
     def _on_fill(self, fill: Fill) -> None:
         self.cash += fill.price * fill.size * (1 if fill.side is Side.SELL else -1)
-        self._submit(self.strategy.on_fill(fill))
+        self._ask(self.strategy.on_fill, fill)
+
+    def _on_resume(self) -> None:
+        # Quoting may start again: let the strategy quote afresh now rather than on its next input.
+        self._ask(self.strategy.on_timer, time.time_ns())
+
+    def _ask(self, callback: Callable[..., Desired | None], *args: Any) -> None:
+        """Run one strategy callback with the executor's state in its context, submit its answer.
+
+        A strategy that raises is logged (throttled) and counted; the event is dropped, the
+        service and the resting orders carry on (the risk checks still apply to what is live)."""
+        if self._ctx is not None:
+            self._ctx.halted = self.engine.risk.halted
+        try:
+            desired = callback(*args)
+        except Exception:
+            self.strategy_errors += 1
+            self._throttle.warn(
+                log,
+                "strategy",
+                "strategy %s raised",
+                getattr(callback, "__name__", "callback"),
+                exc_info=True,
+            )
+            return
+        self._submit(desired)
 
     def _submit(self, desired: Desired | None) -> None:
         if desired is not None:
@@ -166,10 +197,7 @@ class TradingExecutor:
         while not await sleep_or_stop(stop, self.cfg.timer_s):
             # PONGs do not count: only data proves the book is live.
             self.engine.set_poly_feed(self.feed.connected, self.feed.stats.last_message_ns or None)
-            try:
-                self._submit(self.strategy.on_timer(time.time_ns()))
-            except Exception:
-                self._throttle.warn(log, "timer", "strategy on_timer raised", exc_info=True)
+            self._ask(self.strategy.on_timer, time.time_ns())
 
     def fresh(self) -> bool:
         now = time.time_ns()

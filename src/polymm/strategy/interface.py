@@ -79,12 +79,15 @@ class StrategyContext:
     now_ns: wall clock (unix ns) at the callback; a backtester sets it to the event time.
     positions: per token; `apply_fill` books a fill once per (trade_id, order_id).
     binance_stale / polymarket_stale: the caller's own liveness verdicts; any True pulls quotes.
+    halted: the caller is not quoting (a kill switch is active and its orders are cancelled); pull
+      quotes, and quote afresh once it clears rather than assume the old ones still rest.
     """
 
     now_ns: int = 0
     positions: dict[str, Position] = field(default_factory=dict)
     binance_stale: bool = False
     polymarket_stale: bool = False
+    halted: bool = False
     _seen: set[tuple[str, str]] = field(default_factory=set)
 
     def position(self, token_id: str) -> Position:

@@ -296,6 +296,9 @@ class ReferenceStrategy:
         if ctx.binance_stale or ctx.polymarket_stale:
             self._off(state, "caller reports stale data")
             return None
+        if ctx.halted:
+            self._off(state, "executor halted")
+            return None
         sym = state.sym
         if sym.mid_ns == 0 or now - sym.mid_ns > self._stale_ns:
             self._off(state, "no fresh Binance mid")
