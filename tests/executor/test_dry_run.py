@@ -208,3 +208,45 @@ async def test_quotes_held_by_a_kill_go_out_as_soon_as_it_clears(
     stop.set()
     await runner
     await ticks.stop()
+
+
+async def test_slow_signing_is_done_while_the_cancel_is_in_flight(
+    tmp_path: Path, private_key: str, market: MarketSpec
+) -> None:
+    ex = make(tmp_path, private_key, market)
+    await ex.start()
+    signed_during_cancel: list[bool] = []
+    cancel, sign = ex.gateway.cancel, ex.gateway.sign
+    in_cancel = False
+
+    async def slow_cancel(ids: list[str]) -> object:
+        nonlocal in_cancel
+        in_cancel = True
+        await asyncio.sleep(0.05)  # the round trip to the venue
+        in_cancel = False
+        return await cancel(ids)
+
+    async def watched_sign(quotes: list[Quote]) -> object:
+        signed_during_cancel.append(in_cancel)
+        return await sign(quotes)
+
+    ex.gateway.cancel, ex.gateway.sign = slow_cancel, watched_sign  # type: ignore[method-assign]
+    ticks = BinanceTicks(ex)
+    ticks.start()
+    stop = asyncio.Event()
+    runner = asyncio.create_task(ex.run(stop))
+    await eventually(lambda: ex._armed, 5, "armed")
+    ex.submit({TOKEN_UP: [Quote(TOKEN_UP, Side.BUY, 0.45, 10)]})
+    await eventually(lambda: len(ex.orders.orders) == 1, 5, "placed")
+
+    ex.gateway.sign_ms_median = 0.1  # cheap: sign after the cancel, which goes out uncontended
+    ex.submit({TOKEN_UP: [Quote(TOKEN_UP, Side.BUY, 0.44, 10)]})
+    await eventually(lambda: [o.price for o in ex.orders.orders.values()] == [0.44], 5, "requoted")
+    ex.gateway.sign_ms_median = 5.0  # expensive: overlap it with the cancel's round trip
+    ex.submit({TOKEN_UP: [Quote(TOKEN_UP, Side.BUY, 0.43, 10)]})
+    await eventually(lambda: [o.price for o in ex.orders.orders.values()] == [0.43], 5, "requoted")
+    assert signed_during_cancel == [False, False, True]
+
+    stop.set()
+    await runner
+    await ticks.stop()

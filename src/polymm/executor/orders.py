@@ -47,6 +47,11 @@ from polymm.service.logs import Throttle
 
 log = logging.getLogger("polymm.executor.orders")
 
+# Signing alongside an in-flight cancel competes with it for the GIL and delays the cancel (the
+# stale quote stays out longer). Measured: two orders (0.35 ms of signing) presigned got the new
+# quotes out 0.25 ms sooner but the cancel 0.5 ms later. Only batches that take longer presign.
+PRESIGN_MIN_MS = 1.0
+
 _GONE = frozenset({"CANCELED", "CANCELLED", "MATCHED", "UNMATCHED"})
 
 
@@ -199,7 +204,8 @@ class OrderManager:
         diff = diff_quotes(self.orders.values(), desired, self.size_tolerance)
         presigned: asyncio.Future[list[SignedQuote | tuple[Quote, str]]] | None = None
         if diff.cancel:
-            if diff.place and self.reconciled and not self.risk.halted:
+            sign_ms = len(diff.place) * self.gw.sign_ms_median
+            if diff.place and sign_ms >= PRESIGN_MIN_MS and self.reconciled and not self.risk.halted:
                 # Signing has no side effect: do it while the cancel is in flight, so the post can
                 # leave the moment the cancel is confirmed. Risk still decides what gets posted.
                 presigned = asyncio.ensure_future(self.gw.sign(diff.place))
