@@ -79,6 +79,40 @@ async def test_kill_9_mid_hour_loses_at_most_a_flush_and_overwrites_nothing(
     assert {k.rsplit("/", 1)[1] for k in keys} >= {"data_000.parquet", "data_001.parquet"}
 
 
+async def test_kill_9_before_a_flush_loses_no_binance_trade(
+    certs: Path, moto_server: MotoServer, tmp_path: Path
+):
+    """Frames are acknowledged only once journaled, so the sender replays what a killed collector
+    had received but not yet written: not one trade is lost, none is written twice."""
+    bucket = new_bucket(moto_server, "kill-nine-trades")
+    port = free_port()
+    notify = NotifySocket(tmp_path / "notify.sock")
+    async with BinanceSim(rate_hz=0) as binance, PolymarketSim(rate_hz=0, tokens=[YES]) as poly:
+        env = process_env(certs, tmp_path / "data", moto_server, bucket, poly.url, port, notify.path)
+        env["FLUSH_INTERVAL_SECS"] = "30"  # nothing reaches a journal before the kill
+        config = sender_config(certs, port, binance, SYMBOLS="btcusdt", INCLUDE_TRADES="true")
+        async with running_sender(config) as sender:
+            first = await start(env)
+            await eventually(lambda: notify.count("READY=1") == 1, what="READY=1")
+            await eventually(lambda: sender.link.connected, what="sender connected")
+            for i in range(20):
+                await binance.push_trade("btcusdt", 1000 + i, 0.5)
+            await asyncio.sleep(1.0)  # received and (formerly) acknowledged, but not durable
+            first.kill()
+            await first.wait()
+
+            env["FLUSH_INTERVAL_SECS"] = "0.2"
+            second = await start(env)
+            await eventually(lambda: notify.count("READY=1") == 2, what="READY=1 after restart")
+            await eventually(lambda: sender.link.connected, timeout_s=15, what="sender reconnected")
+            await asyncio.sleep(1.0)
+            second.send_signal(signal.SIGTERM)
+            output, _ = await asyncio.wait_for(second.communicate(), 60)
+    assert second.returncode == 0, output.decode()[-2000:]
+    _, rows = read_s3_table(moto_server, bucket, "binance/trades/symbol=BTCUSDT/")
+    assert sorted(r["price"] for r in rows) == [1000 + i for i in range(20)]
+
+
 def test_bad_configuration_names_the_variable(certs: Path, tmp_path: Path):
     base = {"CERT_DIR": str(certs), "DATA_DIR": str(tmp_path), "S3_BUCKET": "b", "POLYMARKET_TOKENS": "123"}
     assert CollectorConfig.from_env(Env(base)).s3_region == "eu-central-1"

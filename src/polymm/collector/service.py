@@ -46,9 +46,13 @@ class DataCollector:
         )
         self.binance = BinanceSink(self.lake)
         rc = config.receiver
+        # Acknowledge relay frames only once they are in a journal on disk: after a crash the
+        # sender replays whatever we had not made durable (duplicates are dropped by trade id).
         self.receiver = RelayReceiver(
-            rc.listen_host, rc.listen_port, rc.ssl_context(), self.binance, idle_timeout_s=rc.idle_timeout_s
-        )
+            rc.listen_host, rc.listen_port, rc.ssl_context(), self.binance, idle_timeout_s=rc.idle_timeout_s,
+            ack_gate=lambda: self.lake.durable_mark,
+        )  # fmt: skip
+        self.lake.delivery_counter = lambda: self.receiver.delivered
         self.polymarket = PolymarketSink(self.lake, config.l2_depth)
         self.feed = MarketFeed(
             config.polymarket_tokens,
@@ -118,7 +122,12 @@ class DataCollector:
             self.notifier.stopping()
             log.info("stopping: closing sources, then flushing and compacting")
             sources_stop.set()
-            await self.receiver.close()
+            # Take no more frames, make what arrived durable, acknowledge it, then hang up: the
+            # sender keeps (and replays to the next run) only what was not persisted.
+            self.receiver.pause()
+            with contextlib.suppress(Exception):
+                await self.lake.flush()
+            await self.receiver.close(final_ack=True)
             await asyncio.gather(*sources, return_exceptions=True)
             reporter.cancel()
             storage_stop.set()

@@ -110,6 +110,11 @@ class Lake:
         self._recovered = False
         self._closed = False
         self._last_log: dict[str, float] = {}
+        # Durability watermark for an upstream that replays what is not confirmed (the relay):
+        # `delivery_counter()` counts what was handed to append(); `durable_mark` is its value at
+        # the start of the last flush that left nothing behind.
+        self.delivery_counter: Callable[[], int] | None = None
+        self.durable_mark = 0
 
     # ---- hot path -------------------------------------------------------------------------
 
@@ -166,7 +171,9 @@ class Lake:
         """Make every buffered row durable in its journal; returns rows written. Rows whose write
         failed stay buffered (ahead of newer rows) for the next flush."""
         async with self._io:
+            mark = self.delivery_counter() if self.delivery_counter is not None else 0
             if not self._buffers:
+                self.durable_mark = mark
                 return 0
             bufs, self._buffers = self._buffers, {}
             self._pending = 0
@@ -182,6 +189,8 @@ class Lake:
                 self._buffers[key] = rows + newer if newer else rows
                 self._pending += len(rows)
                 self.stats.rows_in -= len(rows)
+            if not failed:
+                self.durable_mark = mark
             self.stats.flushes += 1
             self.stats.last_flush_ns = self._clock()
             self.stats.last_flush_s = time.monotonic() - started

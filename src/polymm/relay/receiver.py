@@ -5,6 +5,10 @@ event loop, in arrival order, with `arrival_ts` stamped. The receiver acknowledg
 sequence number it has handed over, so the sender can replay trades lost in a broken connection;
 replayed trades are de-duplicated here by trade id.
 
+An owner that persists events (data-collector) passes `ack_gate`: then a frame is acknowledged
+only once the owner reports everything delivered up to it durable (see `delivered`), so a crash
+of the owner loses nothing the sender still holds: it replays what was not acknowledged.
+
 Sockets are accepted by hand and handed to loop.connect_accepted_socket(ssl=...), which raises
 when the TLS handshake fails; create_server(ssl=...) would drop such peers silently, and an
 operator needs to see (and count) who was refused.
@@ -18,7 +22,7 @@ import logging
 import socket
 import ssl
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 
 import msgspec
@@ -65,6 +69,7 @@ class RelayReceiver:
         idle_timeout_s: float = 5.0,
         ack_interval_s: float = 0.1,
         handshake_timeout_s: float = 5.0,
+        ack_gate: Callable[[], int] | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -74,6 +79,9 @@ class RelayReceiver:
         self.idle_timeout_s = idle_timeout_s
         self.ack_interval_s = ack_interval_s
         self.handshake_timeout_s = handshake_timeout_s
+        # ack_gate() returns the value `delivered` had when the owner's last durable write began.
+        self.ack_gate = ack_gate
+        self.delivered = 0  # frames handed to on_event so far, over all connections
         self.stats = ReceiverStats()
         self.hop_latency = LatencyWindow()  # sender write -> receiver decode
         self.sender_latency = LatencyWindow()  # sender's Binance receipt -> its write
@@ -100,19 +108,37 @@ class RelayReceiver:
         finally:
             await self.close()
 
-    async def close(self) -> None:
-        if self._accept_task is not None:
-            self._accept_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._accept_task
-            self._accept_task = None
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
+    def pause(self) -> None:
+        """Stop taking frames (shutdown: the owner persists what it has, then `close(final_ack=True)`)."""
+        self._stop_accepting()
+        for conn in self._connections:
+            conn.pause()
+
+    async def close(self, final_ack: bool = False) -> None:
+        """Close every connection; with `final_ack`, first acknowledge what the gate allows."""
+        await self._stop_accepting_and_wait()
         for task in list(self._handshakes):
             task.cancel()
         for conn in list(self._connections):
-            conn.close()
+            if final_ack:
+                conn.ack(force=True)
+                conn.close(graceful=True)  # the ack is flushed before the connection goes
+            else:
+                conn.close()
+
+    def _stop_accepting(self) -> None:
+        if self._accept_task is not None:
+            self._accept_task.cancel()
+
+    async def _stop_accepting_and_wait(self) -> None:
+        task, self._accept_task = self._accept_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._listener is not None:  # closed only once nothing waits on it
+            self._listener.close()
+            self._listener = None
 
     @property
     def connected_senders(self) -> int:
@@ -159,6 +185,7 @@ class RelayReceiver:
             self._throttle.warn(log, "callback", "event consumer raised; notice skipped", exc_info=True)
 
     def _deliver(self, frame: wire.Frame, arrival_ts: int) -> None:
+        self.delivered += 1
         body = frame.body
         kind = type(body)
         stats = self.stats
@@ -214,6 +241,8 @@ class _SenderConnection(asyncio.Protocol):
         self._last_seq = 0
         self._acked_seq = 0
         self._last_ack_ns = 0
+        # (receiver.delivered, our last seq) at each tick, until the ack gate passes them
+        self._marks: deque[tuple[int, int]] = deque(maxlen=100_000)
         self._last_frame_ns = time.time_ns()
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
@@ -291,20 +320,48 @@ class _SenderConnection(asyncio.Protocol):
                         (now - self._last_frame_ns) / 1e9)  # fmt: skip
             self.close()
             return
-        if self._last_seq != self._acked_seq or now - self._last_ack_ns > 1e9:
-            self._transport.write(wire.encode_ack(self._last_seq, now))
-            self._acked_seq = self._last_seq
-            self._last_ack_ns = now
+        self.ack()
         self._timer = asyncio.get_running_loop().call_later(rx.ack_interval_s, self._tick)
 
-    def close(self) -> None:
+    def ack(self, force: bool = False) -> None:
+        """Acknowledge the highest seq we may (at least once a second: it is also our heartbeat)."""
+        if self._closed or self._transport is None:
+            return
+        seq = self._ackable()
+        now = time.time_ns()
+        if force or seq != self._acked_seq or now - self._last_ack_ns > 1e9:
+            self._transport.write(wire.encode_ack(seq, now))
+            self._acked_seq = seq
+            self._last_ack_ns = now
+
+    def _ackable(self) -> int:
+        gate = self._rx.ack_gate
+        if gate is None:
+            return self._last_seq
+        marks = self._marks
+        if self._last_seq and (not marks or marks[-1][1] != self._last_seq):
+            marks.append((self._rx.delivered, self._last_seq))
+        durable = gate()
+        seq = self._acked_seq
+        while marks and marks[0][0] <= durable:
+            seq = marks.popleft()[1]
+        return seq
+
+    def pause(self) -> None:
+        if not self._closed and self._transport is not None:
+            self._transport.pause_reading()
+
+    def close(self, graceful: bool = False) -> None:
         if self._closed:
             return
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
         if self._transport is not None:
-            self._transport.abort()
+            if graceful:
+                self._transport.close()
+            else:
+                self._transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         rx = self._rx
