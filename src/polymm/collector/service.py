@@ -17,6 +17,7 @@ import time
 from polymm.collector.binance_sink import BinanceSink
 from polymm.collector.config import CollectorConfig
 from polymm.collector.polymarket_sink import PolymarketSink
+from polymm.collector.resume import last_trade_ids
 from polymm.lake import DiskWatch, Lake, S3Uploader
 from polymm.polymarket.gamma import GammaDiscovery
 from polymm.polymarket.market_ws import MarketFeed
@@ -105,6 +106,17 @@ class DataCollector:
             c.data_dir, c.s3_bucket, c.s3_prefix, c.s3_region, len(c.polymarket_tokens), c.discovery,
         )  # fmt: skip
         sources_stop, storage_stop = asyncio.Event(), asyncio.Event()
+        # Recover the earlier run's journals first: their last trade ids tell the receiver which
+        # of the sender's replays are already stored.
+        recovered = await self.lake.recover()
+        try:
+            last_ids = await asyncio.to_thread(last_trade_ids, self.lake.layout.lake, recovered)
+        except Exception:  # replays may then be stored twice (same trade_id): worse is losing data
+            log.exception("could not read the last stored trade ids; replayed trades may repeat")
+            last_ids = {}
+        self.receiver.seed_trade_ids(last_ids)
+        for (symbol, is_agg), tid in last_ids.items():
+            log.info("resuming %s %s after trade id %d", symbol, "aggTrades" if is_agg else "trades", tid)
         storage = [
             asyncio.create_task(self.lake.run(storage_stop)),
             asyncio.create_task(self.uploader.run(storage_stop)),

@@ -23,7 +23,7 @@ import socket
 import ssl
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import msgspec
 
@@ -107,6 +107,11 @@ class RelayReceiver:
             await stop.wait()
         finally:
             await self.close()
+
+    def seed_trade_ids(self, last: Mapping[tuple[str, bool], int]) -> None:
+        """Trade ids an earlier run already stored, per (symbol, is_agg): replays of them are dropped."""
+        for key, tid in last.items():
+            self._max_trade_id[key] = max(self._max_trade_id.get(key, tid), tid)
 
     def pause(self) -> None:
         """Stop taking frames (shutdown: the owner persists what it has, then `close(final_ack=True)`)."""
