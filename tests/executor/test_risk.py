@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import logging
+
 from polymm.executor.risk import Health, KillReason, Reject, RiskEngine, RiskLimits
 from polymm.executor.types import LiveOrder, MarketSpec, OrderState, Quote, Side
 
@@ -108,3 +110,13 @@ def test_position_breach() -> None:
     assert r.position_breach({TOKEN_UP: 10}) is None
     assert r.position_breach({TOKEN_UP: 10.5}) is not None
     assert r.position_breach({TOKEN_UP: 8, TOKEN_DOWN: 8}) is not None
+
+
+def test_log_levels_tell_alarms_from_a_clean_stop(caplog) -> None:
+    risk = RiskEngine(RiskLimits(), [])
+    with caplog.at_level(logging.INFO, logger="polymm.executor.risk"):
+        risk.trip(KillReason.BINANCE_STALE, "age_ms=900")
+        risk.trip(KillReason.SIGTERM, "service stopping")
+        risk.trip(KillReason.USER_WS_DOWN, "user channel disconnected")  # the stop closes it
+    levels = [(r.levelname, r.getMessage().split()[0]) for r in caplog.records]
+    assert levels == [("ERROR", "KILL"), ("WARNING", "KILL"), ("INFO", "while")]

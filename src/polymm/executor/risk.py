@@ -93,9 +93,14 @@ class RiskEngine:
         """
         if reason in self.active:
             return False
+        stopping = KillReason.SIGTERM in self.active
         self.active[reason] = detail
         if starting:
             log.info("waiting before quoting: %s %s", reason.value, detail)
+        elif stopping:  # inputs going away during a clean stop are expected, not alarms
+            log.info("while stopping: %s %s", reason.value, detail)
+        elif reason is KillReason.SIGTERM:
+            log.warning("KILL %s %s", reason.value, detail)
         else:
             log.error("KILL %s %s", reason.value, detail)
         return True
