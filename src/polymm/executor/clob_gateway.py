@@ -281,8 +281,10 @@ class ClobGateway:
         order = client.create_order(
             OrderArgs(token_id=q.token_id, price=q.price, size=q.size, side=str(q.side)), opts
         )
-        assert self._builder is not None  # set together with the client
-        order_id = order_digest(order, self._builder.exchange(neg).app_domain_separator)
+        order_id = getattr(order, "order_id", "")  # the fast path hashed it while signing
+        if not order_id:  # POLY_1271 orders are built by the library alone
+            assert self._builder is not None  # set together with the client
+            order_id = order_digest(order, self._builder.exchange(neg).app_domain_separator)
         return SignedQuote(q, order, order_id, time.perf_counter_ns() - t0)
 
     # -- orders ----------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ The library signs an order by building EIP-712 typed data as a dict, encoding it
 signature itself (coincurve) is well under a tenth. `FastOrderBuilder` replaces only that step:
 the library still computes amounts, rounding, salt, timestamp and defaults, and the order's
 EIP-712 digest is hashed directly from its fixed-size fields and signed with coincurve. The
-digest doubles as the order id. Tests check both against the library's own encoding.
+digest doubles as the order id (`IdentifiedOrderV2.order_id`). Tests check both against the
+library's own encoding.
 
 Only EOA-signed key types go this way (EOA, POLY_PROXY, POLY_GNOSIS_SAFE: the key signs the
 order digest itself); POLY_1271 and V1/V3 orders fall back to the library unchanged.
@@ -66,6 +67,14 @@ def order_digest(order: OrderV2, domain_separator: bytes) -> str:
     return "0x" + order_digest_bytes(order, domain_separator).hex()
 
 
+@dataclasses.dataclass
+class IdentifiedOrderV2(SignedOrderV2):
+    """A signed V2 order that also carries its id (the digest just signed), so it is hashed once.
+    The client serialises orders field by field, so the extra field never reaches the wire."""
+
+    order_id: str = ""
+
+
 class FastOrderBuilder(OrderBuilder):
     """The library's OrderBuilder with the V2 signature computed directly (same bytes, ~5x faster)."""
 
@@ -113,4 +122,6 @@ class FastOrderBuilder(OrderBuilder):
         digest = order_digest_bytes(order, exchange.app_domain_separator)
         sig = self._key.sign_recoverable(digest, hasher=None)  # r || s || recovery id (0/1)
         signature = "0x" + (sig[:64] + bytes([sig[64] + 27])).hex()
-        return SignedOrderV2(**dataclasses.asdict(order), signature=signature)
+        return IdentifiedOrderV2(
+            **dataclasses.asdict(order), signature=signature, order_id="0x" + digest.hex()
+        )
