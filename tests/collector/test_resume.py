@@ -4,6 +4,7 @@ of trades it had journaled but not yet acknowledged is not written twice."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
 from polymm.collector.resume import last_trade_ids
@@ -35,13 +36,50 @@ async def crashed_run(data: Path) -> None:
     lake._release()
 
 
+EXPECTED = {("BTCUSDT", False): 110, ("ETHUSDT", False): 7, ("BTCUSDT", True): 42}
+
+
 async def test_last_trade_ids_come_from_the_recovered_journals(tmp_path: Path):
     await crashed_run(tmp_path / "data")
     lake = Lake(tmp_path / "data", clock=lambda: MID_HOUR)
-    recovered = await lake.recover()
-    assert last_trade_ids(lake.layout.lake, recovered) == {
-        ("BTCUSDT", False): 110, ("ETHUSDT", False): 7, ("BTCUSDT", True): 42,
-    }  # fmt: skip
+    await lake.recover()
+    assert last_trade_ids(lake.state) == EXPECTED
+    await lake.close()
+
+
+async def test_a_start_that_recovers_nothing_still_knows_the_stored_trade_ids(tmp_path: Path):
+    """Second crash right after recovery: the third start finds no journal, only lake.db."""
+    await crashed_run(tmp_path / "data")
+    second = Lake(tmp_path / "data", clock=lambda: MID_HOUR)
+    assert await second.recover()  # the crashed run's journals, compacted
+    second._release()  # killed before the sender reconnected
+    third = Lake(tmp_path / "data", clock=lambda: MID_HOUR)
+    assert await third.recover() == []
+    assert last_trade_ids(third.state) == EXPECTED
+    await third.close()
+
+
+async def test_floor_outlives_retention_and_is_built_once_for_an_older_lake_db(tmp_path: Path):
+    data = tmp_path / "data"
+    await crashed_run(data)
+    lake = Lake(data, clock=lambda: MID_HOUR)
+    await lake.recover()
+    lake._release()
+    # A lake.db written before it kept trade ids: the floor is rebuilt from the files on disk.
+    db = sqlite3.connect(data / "state" / "lake.db")
+    db.executescript("DELETE FROM trade_ids; DELETE FROM meta;")
+    db.close()
+    lake = Lake(data, clock=lambda: MID_HOUR)
+    await lake.recover()
+    assert last_trade_ids(lake.state) == EXPECTED
+    # Files deleted locally (uploaded, retention) no longer matter: lake.db keeps the floor.
+    for path in (data / "lake").rglob("*.parquet"):
+        lake.state.mark_deleted(str(path.relative_to(data / "lake")), MID_HOUR)
+        path.unlink()
+    lake._release()
+    lake = Lake(data, clock=lambda: MID_HOUR)
+    await lake.recover()
+    assert last_trade_ids(lake.state) == EXPECTED
     await lake.close()
 
 

@@ -1,33 +1,17 @@
-"""Where an earlier run left off: the last Binance trade ids it made durable.
+"""Where earlier runs left off: the highest Binance trade ids the lake has ever stored.
 
-After a crash the sender replays trades the collector had journaled but not yet acknowledged
-(at most one ack interval's worth). Seeding the receiver's de-duplication with the highest ids
-in the data files recovered from the earlier run's journals keeps them from being written twice.
+After a crash the sender replays trades the collector had journaled but not yet acknowledged.
+The floor comes from lake.db, raised in the same transaction that records each compacted
+trades file, so it covers every earlier run -- also one that crashed again before the sender
+reconnected, and files already uploaded and deleted -- not only the journals this start
+recovered. Call it after `Lake.recover()`, which compacts (and so records) what was left.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from pathlib import Path
-
-import pyarrow.parquet as pq
-
-from polymm.lake.compact import CompactResult
-
-TRADES_PREFIX = "binance/trades/"
+from polymm.lake.state import StateStore, TradeIds
 
 
-def last_trade_ids(lake_root: Path, recovered: Iterable[CompactResult]) -> dict[tuple[str, bool], int]:
-    """Highest trade id per (symbol, is_agg) in the recovered binance/trades data files."""
-    last: dict[tuple[str, bool], int] = {}
-    for result in recovered:
-        if result.key is None or not result.key.startswith(TRADES_PREFIX):
-            continue
-        table = pq.read_table(lake_root / result.key, columns=["symbol", "is_agg", "trade_id"])
-        per_key = table.group_by(["symbol", "is_agg"]).aggregate([("trade_id", "max")]).to_pydict()
-        for symbol, is_agg, tid in zip(
-            per_key["symbol"], per_key["is_agg"], per_key["trade_id_max"], strict=True
-        ):
-            key = (str(symbol), bool(is_agg))
-            last[key] = max(last.get(key, tid), tid)
-    return last
+def last_trade_ids(state: StateStore) -> TradeIds:
+    """Highest stored trade id per (symbol, is_agg). Blocking (SQLite): call it in a thread."""
+    return state.last_trade_ids()

@@ -106,11 +106,11 @@ class DataCollector:
             c.data_dir, c.s3_bucket, c.s3_prefix, c.s3_region, len(c.polymarket_tokens), c.discovery,
         )  # fmt: skip
         sources_stop, storage_stop = asyncio.Event(), asyncio.Event()
-        # Recover the earlier run's journals first: their last trade ids tell the receiver which
-        # of the sender's replays are already stored.
-        recovered = await self.lake.recover()
+        # Recover the earlier runs' journals first: then lake.db holds the last trade id ever
+        # stored per symbol, which tells the receiver which of the sender's replays to drop.
+        await self.lake.recover()
         try:
-            last_ids = await asyncio.to_thread(last_trade_ids, self.lake.layout.lake, recovered)
+            last_ids = await asyncio.to_thread(last_trade_ids, self.lake.state)
         except Exception:  # replays may then be stored twice (same trade_id): worse is losing data
             log.exception("could not read the last stored trade ids; replayed trades may repeat")
             last_ids = {}

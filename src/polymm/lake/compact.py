@@ -25,11 +25,13 @@ import pyarrow.parquet as pq
 from polymm.lake.journal import JOURNAL_SUFFIX, fsync_dir, read_journal
 from polymm.lake.partition import Layout, PartKey, data_number, parse_dir
 from polymm.lake.schemas import TableSpec
-from polymm.lake.state import FileRecord, StateStore
+from polymm.lake.state import FileRecord, StateStore, TradeIds
 
 log = logging.getLogger(__name__)
 
 ROW_GROUP_ROWS = 128 * 1024
+TRADES_TABLE = "binance_trades"
+TRADES_PREFIX = "binance/trades/"
 SOURCES_META = b"polymm.sources"
 TABLE_META = b"polymm.table"
 
@@ -167,7 +169,8 @@ def _write(
     finally:
         _unlink(tmp)
     fsync_dir(out_dir)
-    state.register(FileRecord(rel_key, size, sha, md5, table.num_rows, clock()), sources)
+    marks = trade_ids_of(table) if spec.name == TRADES_TABLE else None
+    state.register(FileRecord(rel_key, size, sha, md5, table.num_rows, clock()), sources, marks)
     log.info(
         "compacted %d rows from %d journals into %s (%d bytes)", table.num_rows, len(sources), rel_key, size
     )
@@ -196,10 +199,36 @@ def reconcile(layout: Layout, state: StateStore, clock: Callable[[], int] = time
             sources = json.loads(meta.get(SOURCES_META, b"[]"))
             sha, md5, size = file_hashes(path)
             rows = pq.read_metadata(path).num_rows
-            state.register(FileRecord(rel, size, sha, md5, rows, clock()), sources)
+            marks = _file_trade_ids(path) if rel.startswith(TRADES_PREFIX) else None
+            state.register(FileRecord(rel, size, sha, md5, rows, clock()), sources, marks)
             log.warning("registered unrecorded data file %s (%d rows)", rel, rows)
             found += 1
     return found
+
+
+def trade_ids_of(table: pa.Table) -> TradeIds:
+    """Highest trade id per (symbol, is_agg) in a binance_trades table."""
+    if table.num_rows == 0:
+        return {}
+    per_key = table.group_by(["symbol", "is_agg"]).aggregate([("trade_id", "max")]).to_pydict()
+    rows = zip(per_key["symbol"], per_key["is_agg"], per_key["trade_id_max"], strict=True)
+    return {(str(symbol), bool(is_agg)): int(tid) for symbol, is_agg, tid in rows if tid is not None}
+
+
+def _file_trade_ids(path: Path) -> TradeIds:
+    return trade_ids_of(pq.read_table(path, columns=["symbol", "is_agg", "trade_id"]))
+
+
+def backfill_trade_ids(layout: Layout, state: StateStore) -> int:
+    """Fill the trade-id floor of a lake.db written before it kept one, from the trades files
+    still on disk. Returns how many files were read."""
+    files = [key for key in state.local_files(TRADES_PREFIX) if (layout.lake / key).exists()]
+    marks: TradeIds = {}
+    for key in files:
+        for k, tid in _file_trade_ids(layout.lake / key).items():
+            marks[k] = max(marks.get(k, tid), tid)
+    state.complete_trade_ids(marks)
+    return len(files)
 
 
 def _unlink(path: Path) -> None:

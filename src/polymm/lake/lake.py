@@ -21,7 +21,14 @@ from typing import Any
 
 import pyarrow as pa
 
-from polymm.lake.compact import CompactResult, compact, list_journals, prune_empty, reconcile
+from polymm.lake.compact import (
+    CompactResult,
+    backfill_trade_ids,
+    compact,
+    list_journals,
+    prune_empty,
+    reconcile,
+)
 from polymm.lake.disk import DiskLevel, DiskWatch
 from polymm.lake.journal import JOURNAL_SUFFIX, JournalFile, WriteFn, rows_to_batch
 from polymm.lake.partition import NS_PER_HOUR, Layout, PartKey, check_partition_value
@@ -259,6 +266,9 @@ class Lake:
         own = self.run_id + "-"
         async with self._compacting:
             found = await asyncio.to_thread(reconcile, self.layout, self.state, self._clock)
+            if self.state.trade_ids_missing:
+                scanned = await asyncio.to_thread(backfill_trade_ids, self.layout, self.state)
+                log.info("trade-id floor built from %d local trades files", scanned)
         if found:
             log.warning("registered %d data files left unrecorded by a crash", found)
         return await self._compact_selected(lambda pk, p: not p.name.startswith(own))

@@ -29,7 +29,19 @@ CREATE TABLE IF NOT EXISTS files (
 CREATE INDEX IF NOT EXISTS files_dir ON files(dir);
 CREATE INDEX IF NOT EXISTS files_pending ON files(uploaded_ns);
 CREATE TABLE IF NOT EXISTS sources (journal TEXT PRIMARY KEY, key TEXT NOT NULL);
+-- Highest Binance trade id stored per (symbol, is_agg), whatever happened to the files since
+-- (uploaded, deleted by retention): the relay's de-duplication floor after any restart.
+CREATE TABLE IF NOT EXISTS trade_ids (
+    symbol TEXT NOT NULL,
+    is_agg INTEGER NOT NULL,
+    last_id INTEGER NOT NULL,
+    PRIMARY KEY (symbol, is_agg)
+);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+_TRADE_IDS_COMPLETE = "trade_ids_complete"
+
+TradeIds = dict[tuple[str, bool], int]  # (symbol, is_agg) -> highest trade id
 
 
 @dataclass(frozen=True)
@@ -61,13 +73,21 @@ class StateStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # a committed record survives power loss
         self._db.executescript(_SCHEMA)
+        # A lake.db from before trade_ids existed: its files are scanned once (backfill_trade_ids).
+        if self._db.execute("SELECT 1 FROM files LIMIT 1").fetchone() is None:
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES (?, '1')", (_TRADE_IDS_COMPLETE,))
+        complete = self._db.execute("SELECT 1 FROM meta WHERE name = ?", (_TRADE_IDS_COMPLETE,)).fetchone()
+        self.trade_ids_missing = complete is None
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
-    def register(self, rec: FileRecord, sources: Iterable[str] = ()) -> None:
-        """Record a new local file and the journals it was built from, in one transaction."""
+    def register(
+        self, rec: FileRecord, sources: Iterable[str] = (), trade_ids: TradeIds | None = None
+    ) -> None:
+        """Record a new local file, the journals it was built from and the highest trade ids it
+        holds, in one transaction."""
         with self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute(
@@ -78,6 +98,38 @@ class StateStore:
             self._db.executemany(
                 "INSERT OR IGNORE INTO sources(journal, key) VALUES (?, ?)", [(s, rec.key) for s in sources]
             )
+            if trade_ids:
+                self._raise_trade_ids(trade_ids)
+
+    def complete_trade_ids(self, trade_ids: TradeIds) -> None:
+        """Raise the floor with what a scan of older files found, and record that it is complete."""
+        with self._lock, self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._raise_trade_ids(trade_ids)
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES (?, '1')", (_TRADE_IDS_COMPLETE,))
+        self.trade_ids_missing = False
+
+    def _raise_trade_ids(self, trade_ids: TradeIds) -> None:
+        self._db.executemany(
+            "INSERT INTO trade_ids(symbol, is_agg, last_id) VALUES (?, ?, ?) ON CONFLICT (symbol, is_agg)"
+            " DO UPDATE SET last_id = max(last_id, excluded.last_id)",
+            [(symbol, int(is_agg), tid) for (symbol, is_agg), tid in trade_ids.items()],
+        )
+
+    def last_trade_ids(self) -> TradeIds:
+        """Highest trade id ever stored per (symbol, is_agg)."""
+        with self._lock:
+            rows = self._db.execute("SELECT symbol, is_agg, last_id FROM trade_ids").fetchall()
+        return {(symbol, bool(is_agg)): tid for symbol, is_agg, tid in rows}
+
+    def local_files(self, prefix: str) -> list[str]:
+        """Keys under `prefix` whose local copy has not been deleted by retention."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key FROM files WHERE deleted_ns IS NULL AND substr(key, 1, ?) = ?",
+                (len(prefix), prefix),
+            ).fetchall()
+        return [r[0] for r in rows]
 
     def numbers_used(self, rel_dir: str) -> set[int]:
         with self._lock:
