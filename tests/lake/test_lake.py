@@ -181,6 +181,16 @@ async def test_memory_bound_and_bad_rows_are_counted(data_dir: Path) -> None:
     await lake.close()
 
 
+async def test_rows_after_close_are_refused_and_counted_not_buffered(data_dir: Path) -> None:
+    lake = Lake(data_dir, clock=Clock(T0))
+    lake.append("binance_bbo", "BTCUSDT", bbo(T0))
+    await lake.close()
+    assert not lake.append("binance_bbo", "BTCUSDT", bbo(T0 + 1))
+    lake.event("binance", "relay_disconnected")
+    assert lake.stats.dropped == {"binance_bbo:closed": 1, "collector_events:closed": 1}
+    assert lake.rows_pending == 0 and len(lake_files(data_dir)) == 1
+
+
 async def test_disk_levels_shed_l2_then_everything_but_events(data_dir: Path) -> None:
     used = {"pct": 50.0}
 

@@ -29,6 +29,8 @@ from polymm.service.systemd import Notifier, watchdog_interval_s
 
 log = logging.getLogger("polymm.collector")
 
+HANGUP_WAIT_S = 2.0  # for senders to acknowledge our TLS close during shutdown
+
 
 class DataCollector:
     def __init__(self, config: CollectorConfig) -> None:
@@ -141,12 +143,25 @@ class DataCollector:
                 await self.lake.flush()
             await self.receiver.close(final_ack=True)
             await asyncio.gather(*sources, return_exceptions=True)
+            # Each hang-up records a relay_disconnected event once its TLS close completes: wait
+            # for them before the lake's final flush, so a clean stop loses nothing.
+            await self._senders_gone(HANGUP_WAIT_S)
             reporter.cancel()
             storage_stop.set()
             await asyncio.gather(*storage, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.uploader.cycle(), 20)
             log.info("data-collector stopped: %s", self._status_text(0, 0, 0))
+
+    async def _senders_gone(self, timeout_s: float) -> None:
+        # polled: the receiver (relay/) offers no event for "last connection gone"
+        for _ in range(int(timeout_s / 0.01)):
+            if not self.receiver.connected_senders:
+                return
+            await asyncio.sleep(0.01)
+        if self.receiver.connected_senders:
+            log.warning("%d senders still connected after %.0fs; their disconnect events may be lost",
+                        self.receiver.connected_senders, timeout_s)  # fmt: skip
 
     async def _report(self, stop: asyncio.Event) -> None:
         interval = max(0.2, min(5.0, watchdog_interval_s(2.0)))

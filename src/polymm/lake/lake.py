@@ -103,6 +103,7 @@ class Lake:
         self._buffers: dict[BufKey, list[tuple[Any, ...]]] = {}
         self._pending = 0
         self._refused: frozenset[str] = frozenset()
+        self._refuse_reason = "disk"
         self._disk_level = DiskLevel.OK
         self._writers: dict[PartKey, JournalFile] = {}
         self._segments: dict[PartKey, int] = {}
@@ -130,7 +131,7 @@ class Lake:
         `stats.dropped`. `partition` is the symbol or token id ("" for collector_events); a
         row is a tuple in the table's column order (or a dict) with recv_ts (ns) first."""
         if table in self._refused:
-            self._drop(table, "disk")
+            self._drop(table, self._refuse_reason)
             return False
         if self._pending >= self.max_pending_rows and table != EVENTS_TABLE:
             self._drop(table, "memory")
@@ -399,9 +400,14 @@ class Lake:
             await self.flush()  # one retry: a transient write error should not cost data
         await self.wait_idle()
         await self._compact_selected(lambda pk, p: True)
+        if self._pending:  # rows appended while compacting (e.g. a last event): one more pass
+            await self.flush()
+            await self._compact_selected(lambda pk, p: True)
         if self._pending:
             log.error("closing with %d rows that could not be journaled: they are lost", self._pending)
             self.stats.dropped["all:close"] = self.stats.dropped.get("all:close", 0) + self._pending
+        # From here on nothing can be journaled: refuse (and count) rather than buffer silently.
+        self._refused, self._refuse_reason = frozenset(TABLES), "closed"
         await asyncio.to_thread(self._release)
 
     def _release(self) -> None:
