@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
+import signal
+import time
 from pathlib import Path
 
+from polymm.lake import S3Uploader
 from polymm.sim.binance_ws import BinanceSim
 from polymm.sim.polymarket_ws import PolymarketSim
 from polymm.sim.ports import free_port
 from tests.collector.conftest import YES, collector_env, new_bucket, read_s3_table, running_collector
-from tests.conftest import eventually
-from tests.lake.conftest import MotoServer
+from tests.collector.test_collector_service import process_env, start
+from tests.conftest import ROOT, eventually
+from tests.lake.conftest import REGION, MotoServer, _start
 from tests.relay.conftest import running_sender, sender_config
+from tests.relay.test_sender_service import NotifySocket
 
 
 async def test_clean_stop_with_a_sender_connected_loses_no_row(
@@ -35,3 +42,52 @@ async def test_clean_stop_with_a_sender_connected_loses_no_row(
     _, events = read_s3_table(moto_server, bucket, "collector/events/")
     kinds = [e["kind"] for e in events if e["source"] == "binance"]
     assert kinds.count("relay_connected") == 1 and kinds.count("relay_disconnected") == 1, kinds
+
+
+def unit_stop_timeout_s() -> float:
+    """TimeoutStopSec of the systemd unit we deploy: systemd SIGKILLs the service after it."""
+    text = (ROOT / "templates" / "polymm.service.j2").read_text()
+    return float(re.search(r"TimeoutStopSec=\{\{ stop_timeout_sec \| default\((\d+)\) \}\}", text).group(1))
+
+
+async def test_stop_ends_in_time_with_s3_frozen_and_keeps_every_file(
+    certs: Path, moto_server: MotoServer, tmp_path: Path
+):
+    port = free_port()
+    s3 = MotoServer(port, _start(port))  # our own server: this test freezes it
+    bucket = new_bucket(s3, "frozen-s3")
+    data = tmp_path / "data"
+    notify = NotifySocket(tmp_path / "notify.sock")
+    proc: asyncio.subprocess.Process | None = None
+    try:
+        async with PolymarketSim(rate_hz=20, tokens=[YES]) as poly:
+            env = process_env(certs, data, s3, bucket, poly.url, free_port(), notify.path)
+            env["STOP_TIMEOUT_SECS"] = "4"
+            proc = await start(env)
+            await eventually(lambda: notify.count("READY=1") == 1, what="READY=1")
+            await asyncio.sleep(1.5)  # a few flushes of L2 rows
+            s3.pause()  # SIGSTOP: connections are accepted by the kernel, then nothing answers
+            started = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            output, _ = await asyncio.wait_for(proc.communicate(), unit_stop_timeout_s())
+            took = time.monotonic() - started
+        log = output.decode()
+        assert proc.returncode == 0, log[-2000:]
+        assert "final upload given up" in log and "Traceback" not in log, log[-3000:]
+        assert took < unit_stop_timeout_s()
+        local = sorted(str(p.relative_to(data / "lake")) for p in (data / "lake").rglob("*.parquet"))
+        assert any(k.startswith("polymarket/l2/") for k in local) and any("events" in k for k in local)
+
+        s3.resume()  # the next start's uploader finds every file still there
+        up = S3Uploader(data, bucket, REGION, endpoint_url=s3.url)
+        assert await up.cycle() and up.stats.files_pending == 0
+        await up.close()
+        keys, _ = read_s3_table(s3, bucket, "")
+        assert keys == local
+    finally:
+        if proc is not None and proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        s3.resume()
+        s3.proc.terminate()
+        s3.proc.wait(10)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
+import re
 from pathlib import Path
 
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+import pytest
 
 from polymm.lake import Lake, S3Uploader
 from polymm.sim.ports import free_port
@@ -120,8 +123,12 @@ async def _wait_for(cond: object, within_s: float) -> bool:
     return False
 
 
-async def test_s3_unreachable_then_back(data_dir: Path, moto_server: MotoServer, bucket: str) -> None:
-    """Black-holed S3 (server frozen): uploads time out, back off, then complete exactly once."""
+async def test_s3_unreachable_then_back(
+    data_dir: Path, moto_server: MotoServer, bucket: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Black-holed S3 (server frozen): uploads time out, back off, then complete exactly once;
+    the recovery is logged with how long S3 was down and how many files waited."""
+    caplog.set_level(logging.INFO, "polymm.lake.uploader")
     first = await make_files(data_dir, start_hour=0)
     up = uploader(
         data_dir, moto_server, bucket, connect_timeout_s=0.5, read_timeout_s=0.5, max_attempts=1,
@@ -141,6 +148,9 @@ async def test_s3_unreachable_then_back(data_dir: Path, moto_server: MotoServer,
     assert await _wait_for(lambda: up.stats.files_pending == 0 and up.stats.consecutive_failures == 0, 15)
     stop.set()
     await task
+    assert up.stats.outages == 1 and up.stats.last_outage_s > 0
+    (line,) = [r.getMessage() for r in caplog.records if "S3 reachable again" in r.getMessage()]
+    assert re.search(r"after \d+\.\ds down \(\d+ failed attempts\): uploaded 2 waiting files, 0 still", line)
     objects = s3_objects(moto_server, bucket)
     assert sorted(objects) == sorted(first + second)  # nothing lost, nothing extra
     for key in first + second:
@@ -148,6 +158,31 @@ async def test_s3_unreachable_then_back(data_dir: Path, moto_server: MotoServer,
             hashlib.sha256(objects[key]).digest()
             == hashlib.sha256((data_dir / "lake" / key).read_bytes()).digest()
         )
+
+
+async def test_stop_and_final_upload_never_wait_on_a_frozen_s3(
+    data_dir: Path, moto_server: MotoServer, bucket: str
+) -> None:
+    """With boto3's read timeout at 60 s, a stop still returns at once and the final upload at
+    its deadline; the files stay pending for the next start."""
+    keys = await make_files(data_dir)
+    up = uploader(data_dir, moto_server, bucket, read_timeout_s=60.0, max_attempts=3)
+    moto_server.pause()
+    try:
+        stop = asyncio.Event()
+        task = asyncio.create_task(up.run(stop))
+        assert await _wait_for(lambda: up.stats.cycles == 1, 10)  # an upload is in flight, stuck
+        await asyncio.sleep(0.3)
+        stop.set()
+        await asyncio.wait_for(task, 10)  # not the 180 s boto3 would take
+        assert not await asyncio.wait_for(up.final_upload(0.5), 10)
+        assert up.stats.abandoned == 2 and up.stats.uploads_ok == 0
+    finally:
+        moto_server.resume()
+    again = uploader(data_dir, moto_server, bucket)
+    assert await again.cycle() and again.stats.files_pending == 0
+    assert sorted(s3_objects(moto_server, bucket)) == keys
+    await again.close()
 
 
 async def test_s3_process_down_then_back(data_dir: Path) -> None:

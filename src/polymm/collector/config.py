@@ -32,6 +32,7 @@ class CollectorConfig(msgspec.Struct, frozen=True):
     l2_depth: int
     source_stale_s: float
     status_log_s: float
+    stop_timeout_s: float  # SIGTERM -> exit, whatever S3 does; below the unit's TimeoutStopSec (45 s)
 
     @property
     def discovery(self) -> bool:
@@ -79,4 +80,5 @@ class CollectorConfig(msgspec.Struct, frozen=True):
             l2_depth=env.int("L2_DEPTH", 50, low=1, high=10_000),
             source_stale_s=env.float("SOURCE_STALE_SECS", 30.0, low=0.5, high=3600),
             status_log_s=env.float("STATUS_LOG_SECS", 60.0, low=1, high=3600),
+            stop_timeout_s=env.float("STOP_TIMEOUT_SECS", 35.0, low=1, high=3600),
         )

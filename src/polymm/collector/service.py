@@ -4,7 +4,8 @@ systemd: READY=1 once the receiver listens and the lake has recovered what an ea
 WATCHDOG=1 only while every source is live (Binance events, Polymarket messages, lake flushes);
 STATUS= with per-source rates, rows pending, files waiting for S3 and the last upload.
 Shutdown (SIGTERM): stop the sources first, then flush and compact everything to Parquet, then
-give S3 one last upload attempt; what does not make it stays on disk for the next start.
+give S3 one last upload attempt until STOP_TIMEOUT_SECS after the signal (below the unit's
+TimeoutStopSec); what does not make it stays on disk for the next start.
 """
 
 from __future__ import annotations
@@ -134,6 +135,7 @@ class DataCollector:
             await stop.wait()
         finally:
             self.notifier.stopping()
+            stop_deadline = time.monotonic() + self.config.stop_timeout_s
             log.info("stopping: closing sources, then flushing and compacting")
             sources_stop.set()
             # Take no more frames, make what arrived durable, acknowledge it, then hang up: the
@@ -149,8 +151,10 @@ class DataCollector:
             reporter.cancel()
             storage_stop.set()
             await asyncio.gather(*storage, return_exceptions=True)
+            # Whatever S3 does, the process ends before systemd's stop timeout; files that did
+            # not make it stay on disk and in lake.db for the next start.
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.uploader.cycle(), 20)
+                await self.uploader.final_upload(max(0.5, stop_deadline - time.monotonic()))
             log.info("data-collector stopped: %s", self._status_text(0, 0, 0))
 
     async def _senders_gone(self, timeout_s: float) -> None:

@@ -4,8 +4,10 @@ For each pending file: HEAD the key; if an object is there with the same bytes (
 crash), just record it; if different bytes, never overwrite -- the local file moves to the next
 free `data_NNN`. Otherwise PUT with a SHA-256 checksum (S3 rejects a corrupted body) and
 `If-None-Match: *`, then HEAD again and compare size + checksum before marking it uploaded.
-Local copies are deleted `retention_s` after their upload. All boto3 calls run in worker threads;
-credentials come only from boto3's standard chain and are never logged.
+Local copies are deleted `retention_s` after their upload. All boto3 calls run in daemon worker
+threads, so a stop never waits on a frozen S3 (`run` abandons an in-flight upload when `stop` is
+set, `final_upload` after its deadline): what was not confirmed stays on disk and in lake.db for
+the next start. Credentials come only from boto3's standard chain and are never logged.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from polymm.lake.compact import next_number
 from polymm.lake.journal import fsync_dir
+from polymm.lake.offload import in_daemon_thread
 from polymm.lake.partition import Layout, parse_dir
 from polymm.lake.state import FileRecord, StateStore
 from polymm.service.backoff import Backoff
@@ -56,6 +59,9 @@ class UploaderStats:
     missing_local: int = 0
     files_deleted: int = 0  # local copies removed by retention
     cycles: int = 0
+    outages: int = 0  # times S3 came back after failing
+    last_outage_s: float = 0.0  # how long the last one lasted (first failure -> first success)
+    abandoned: int = 0  # uploads left running in a worker when a stop deadline came
 
 
 class S3Uploader:
@@ -97,6 +103,7 @@ class S3Uploader:
         self._client: Any = None
         self._state: StateStore | None = None
         self._kick = asyncio.Event()
+        self._outage_started: float | None = None  # monotonic time of the first failure in a row
 
     # ---- public ---------------------------------------------------------------------------
 
@@ -107,14 +114,33 @@ class S3Uploader:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Upload what earlier runs left, then every `interval_s` (or on `kick`); while S3 fails,
-        retry with capped, jittered exponential backoff. Returns when `stop` is set."""
+        retry with capped, jittered exponential backoff. Returns as soon as `stop` is set, even
+        in the middle of an upload (the caller's `final_upload` or the next start redoes it)."""
         try:
             while not stop.is_set():
-                ok = await self.cycle()
+                ok = await self._unless_stopped(self.cycle(), stop)
+                if ok is None:
+                    return
                 delay = self.interval_s if ok else self._backoff.next_delay()
                 if ok:
                     self._backoff.reset()
                 await self._wait(stop, delay)
+        finally:
+            await self.close()
+
+    async def final_upload(self, timeout_s: float) -> bool:
+        """One last cycle at shutdown, given up after `timeout_s` whatever S3 does. True when
+        everything is in S3; otherwise the rest stays on disk for the next start."""
+        try:
+            return await asyncio.wait_for(self.cycle(), timeout_s)
+        except TimeoutError:
+            self.stats.abandoned += 1
+            log.warning(
+                "final upload given up after %.0fs (S3 too slow or unreachable); %d files (%d bytes)"
+                " stay on disk and are uploaded at the next start",
+                timeout_s, self.stats.files_pending, self.stats.bytes_pending,
+            )  # fmt: skip
+            return False
         finally:
             await self.close()
 
@@ -132,23 +158,51 @@ class S3Uploader:
         pending = await asyncio.to_thread(state.pending)
         self._set_pending(pending)
         ok = True
+        recovered: tuple[float, int] | None = (
+            None  # (seconds down, failed attempts) if this cycle ended an outage
+        )
+        done_before = self._done()
         for rec in pending:
             try:
-                await asyncio.to_thread(self._upload_one, rec)
+                await in_daemon_thread(self._upload_one, rec, name="s3-upload")
             except (BotoCoreError, ClientError, OSError, UploadConflictError) as exc:
                 ok = False
-                self.stats.uploads_failed += 1
-                self.stats.consecutive_failures += 1
-                self.stats.last_error = f"{type(exc).__name__}: {exc}"
-                log.error(
-                    "upload of %s failed (%d in a row): %s",
-                    rec.key, self.stats.consecutive_failures, self.stats.last_error,
-                )  # fmt: skip
+                self._failed(rec, exc)
                 break  # S3 is most likely down: back off instead of failing file after file
+            if self._outage_started is not None:
+                recovered = (time.monotonic() - self._outage_started, self.stats.consecutive_failures)
+                self._outage_started = None
             self.stats.consecutive_failures = 0
         self._set_pending(await asyncio.to_thread(state.pending))
+        if recovered is not None:
+            self._log_recovery(*recovered, self._done() - done_before)
         await self.apply_retention()
         return ok
+
+    def _failed(self, rec: FileRecord, exc: Exception) -> None:
+        if self._outage_started is None:
+            self._outage_started = time.monotonic()
+        self.stats.uploads_failed += 1
+        self.stats.consecutive_failures += 1
+        self.stats.last_error = f"{type(exc).__name__}: {exc}"
+        log.error(
+            "upload of %s failed (%d in a row): %s",
+            rec.key,
+            self.stats.consecutive_failures,
+            self.stats.last_error,
+        )
+
+    def _done(self) -> int:
+        return self.stats.uploads_ok + self.stats.already_present
+
+    def _log_recovery(self, down_s: float, failures: int, uploaded: int) -> None:
+        self.stats.outages += 1
+        self.stats.last_outage_s = down_s
+        log.info(
+            "S3 reachable again after %.1fs down (%d failed attempts): uploaded %d waiting files,"
+            " %d still pending",
+            down_s, failures, uploaded, self.stats.files_pending,
+        )  # fmt: skip
 
     async def apply_retention(self) -> int:
         """Delete local copies uploaded more than `retention_s` ago; returns how many."""
@@ -285,6 +339,23 @@ class S3Uploader:
     def _set_pending(self, pending: list[FileRecord]) -> None:
         self.stats.files_pending = len(pending)
         self.stats.bytes_pending = sum(r.size for r in pending)
+
+    async def _unless_stopped(self, work: Coroutine[Any, Any, bool], stop: asyncio.Event) -> bool | None:
+        """`work`'s result, or None if `stop` came first (then the work is cancelled; an S3 call
+        in flight is abandoned in its daemon thread)."""
+        task = asyncio.ensure_future(work)
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if task.done():
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        self.stats.abandoned += 1
+        return None
 
     async def _wait(self, stop: asyncio.Event, seconds: float) -> None:
         waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._kick.wait())}
