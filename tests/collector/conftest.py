@@ -11,14 +11,12 @@ from polymm.collector.config import CollectorConfig
 from polymm.collector.service import DataCollector
 from polymm.service.config import Env
 from tests.conftest import eventually, running
-from tests.lake.conftest import REGION, MotoServer, moto_server  # noqa: F401 - shared S3 server fixture
+from tests.lake.conftest import REGION, S3Server
 
 YES, NO = "71321045679252212594626385532706912750332728571942532289631379312455583992563", "5210"
 
 
-def collector_env(
-    certs: Path, data_dir: Path, s3: MotoServer, bucket: str, poly_url: str, **extra: str
-) -> Env:
+def collector_env(certs: Path, data_dir: Path, s3: S3Server, bucket: str, poly_url: str, **extra: str) -> Env:
     return Env({
         "LISTEN_HOST": "127.0.0.1", "LISTEN_PORT": "0", "CERT_DIR": str(certs), "DATA_DIR": str(data_dir),
         "S3_BUCKET": bucket, "S3_REGION": REGION, "S3_ENDPOINT_URL": s3.url,
@@ -27,7 +25,7 @@ def collector_env(
     })  # fmt: skip
 
 
-def new_bucket(s3: MotoServer, name: str) -> str:
+def new_bucket(s3: S3Server, name: str) -> str:
     s3.client().create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})
     return name
 
@@ -40,7 +38,7 @@ async def running_collector(env: Env) -> AsyncIterator[DataCollector]:
         yield collector
 
 
-def read_s3_table(s3: MotoServer, bucket: str, prefix: str) -> tuple[list[str], list[dict[str, Any]]]:
+def read_s3_table(s3: S3Server, bucket: str, prefix: str) -> tuple[list[str], list[dict[str, Any]]]:
     """Keys under prefix, and every row of those Parquet objects (downloaded, read with pyarrow)."""
     import io
 

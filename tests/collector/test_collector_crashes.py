@@ -12,20 +12,20 @@ from tests.collector.conftest import YES, new_bucket, read_s3_table
 from tests.collector.scripted_sender import ScriptedSender
 from tests.collector.test_collector_service import process_env, start
 from tests.conftest import eventually
-from tests.lake.conftest import MotoServer
+from tests.lake.conftest import S3Server
 from tests.relay.test_sender_service import NotifySocket
 
 
 async def test_two_kills_in_a_row_store_every_trade_exactly_once(
-    certs: Path, moto_server: MotoServer, tmp_path: Path
+    certs: Path, s3_server: S3Server, tmp_path: Path
 ):
     """kill -9, restart, kill -9 again before the sender reconnects, restart: the third run must
     know from lake.db (not from journals it recovered: there are none) which trades are stored."""
-    bucket = new_bucket(moto_server, "two-kills")
+    bucket = new_bucket(s3_server, "two-kills")
     port = free_port()
     notify = NotifySocket(tmp_path / "notify.sock")
     async with PolymarketSim(rate_hz=0, tokens=[YES]) as poly:
-        env = process_env(certs, tmp_path / "data", moto_server, bucket, poly.url, port, notify.path)
+        env = process_env(certs, tmp_path / "data", s3_server, bucket, poly.url, port, notify.path)
         sender = ScriptedSender(certs, port)
 
         first = await start(env)
@@ -52,6 +52,6 @@ async def test_two_kills_in_a_row_store_every_trade_exactly_once(
         await sender.close()
     log = output.decode()
     assert third.returncode == 0, log[-2000:]
-    _, rows = read_s3_table(moto_server, bucket, "binance/trades/symbol=BTCUSDT/")
+    _, rows = read_s3_table(s3_server, bucket, "binance/trades/symbol=BTCUSDT/")
     assert sorted(r["trade_id"] for r in rows) == list(range(1000, 1030))  # each exactly once
     assert "resuming BTCUSDT trades after trade id 1019" in log, log[-2000:]

@@ -17,13 +17,13 @@ from polymm.sim.polymarket_ws import PolymarketSim
 from polymm.sim.ports import free_port
 from tests.collector.conftest import YES, new_bucket, read_s3_table
 from tests.conftest import eventually
-from tests.lake.conftest import REGION, MotoServer
+from tests.lake.conftest import REGION, S3Server
 from tests.relay.conftest import running_sender, sender_config
 from tests.relay.test_sender_service import NotifySocket
 
 
 def process_env(
-    certs: Path, data: Path, s3: MotoServer, bucket: str, poly_url: str, port: int, sock: Path
+    certs: Path, data: Path, s3: S3Server, bucket: str, poly_url: str, port: int, sock: Path
 ) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("S3_", "POLYMARKET", "LISTEN_", "TLS_"))}
     env.update(
@@ -42,13 +42,13 @@ async def start(env: dict) -> asyncio.subprocess.Process:
 
 
 async def test_kill_9_mid_hour_loses_at_most_a_flush_and_overwrites_nothing(
-    certs: Path, moto_server: MotoServer, tmp_path: Path
+    certs: Path, s3_server: S3Server, tmp_path: Path
 ):
-    bucket = new_bucket(moto_server, "kill-nine")
+    bucket = new_bucket(s3_server, "kill-nine")
     port = free_port()
     notify = NotifySocket(tmp_path / "notify.sock")
     async with BinanceSim(rate_hz=0) as binance, PolymarketSim(rate_hz=20, tokens=[YES]) as poly:
-        env = process_env(certs, tmp_path / "data", moto_server, bucket, poly.url, port, notify.path)
+        env = process_env(certs, tmp_path / "data", s3_server, bucket, poly.url, port, notify.path)
         async with running_sender(sender_config(certs, port, binance, SYMBOLS="btcusdt")) as sender:
             first = await start(env)
             await eventually(lambda: notify.count("READY=1") == 1, what="READY=1")
@@ -72,23 +72,21 @@ async def test_kill_9_mid_hour_loses_at_most_a_flush_and_overwrites_nothing(
             output, _ = await asyncio.wait_for(second.communicate(), 60)
     assert second.returncode == 0, output.decode()[-2000:]
     assert b"Traceback" not in output
-    keys, rows = read_s3_table(moto_server, bucket, "binance/bbo/symbol=BTCUSDT/")
+    keys, rows = read_s3_table(s3_server, bucket, "binance/bbo/symbol=BTCUSDT/")
     bids = sorted(r["bid"] for r in rows)
     assert bids == [1000 + i for i in range(40)]  # nothing lost, nothing duplicated
     assert len(keys) >= 2 and len(set(keys)) == len(keys)  # the restart wrote a new data_NNN
     assert {k.rsplit("/", 1)[1] for k in keys} >= {"data_000.parquet", "data_001.parquet"}
 
 
-async def test_kill_9_before_a_flush_loses_no_binance_trade(
-    certs: Path, moto_server: MotoServer, tmp_path: Path
-):
+async def test_kill_9_before_a_flush_loses_no_binance_trade(certs: Path, s3_server: S3Server, tmp_path: Path):
     """Frames are acknowledged only once journaled, so the sender replays what a killed collector
     had received but not yet written: not one trade is lost, none is written twice."""
-    bucket = new_bucket(moto_server, "kill-nine-trades")
+    bucket = new_bucket(s3_server, "kill-nine-trades")
     port = free_port()
     notify = NotifySocket(tmp_path / "notify.sock")
     async with BinanceSim(rate_hz=0) as binance, PolymarketSim(rate_hz=0, tokens=[YES]) as poly:
-        env = process_env(certs, tmp_path / "data", moto_server, bucket, poly.url, port, notify.path)
+        env = process_env(certs, tmp_path / "data", s3_server, bucket, poly.url, port, notify.path)
         env["FLUSH_INTERVAL_SECS"] = "30"  # nothing reaches a journal before the kill
         config = sender_config(certs, port, binance, SYMBOLS="btcusdt", INCLUDE_TRADES="true")
         async with running_sender(config) as sender:
@@ -109,7 +107,7 @@ async def test_kill_9_before_a_flush_loses_no_binance_trade(
             second.send_signal(signal.SIGTERM)
             output, _ = await asyncio.wait_for(second.communicate(), 60)
     assert second.returncode == 0, output.decode()[-2000:]
-    _, rows = read_s3_table(moto_server, bucket, "binance/trades/symbol=BTCUSDT/")
+    _, rows = read_s3_table(s3_server, bucket, "binance/trades/symbol=BTCUSDT/")
     assert sorted(r["price"] for r in rows) == [1000 + i for i in range(20)]
 
 

@@ -12,23 +12,24 @@ from polymm.lake import S3Uploader
 from polymm.sim.binance_ws import BinanceSim
 from polymm.sim.polymarket_ws import PolymarketSim
 from polymm.sim.ports import free_port
+from polymm.sim.s3 import SeaweedS3
 from tests.collector.conftest import YES, collector_env, new_bucket, read_s3_table, running_collector
 from tests.collector.test_collector_service import process_env, start
 from tests.conftest import ROOT, eventually
-from tests.lake.conftest import REGION, MotoServer, _start
+from tests.lake.conftest import REGION, S3Server
 from tests.relay.conftest import running_sender, sender_config
 from tests.relay.test_sender_service import NotifySocket
 
 
 async def test_clean_stop_with_a_sender_connected_loses_no_row(
-    certs: Path, moto_server: MotoServer, tmp_path: Path
+    certs: Path, s3_server: S3Server, tmp_path: Path
 ):
     """The relay_disconnected event is raised by the hang-up during shutdown: it must still be
     journaled, compacted and uploaded, not dropped as 'could not be journaled'."""
-    bucket = new_bucket(moto_server, "clean-stop")
+    bucket = new_bucket(s3_server, "clean-stop")
     async with BinanceSim(rate_hz=0) as binance, PolymarketSim(rate_hz=0, tokens=[YES]) as poly:
         port = free_port()
-        env = collector_env(certs, tmp_path / "data", moto_server, bucket, poly.url,
+        env = collector_env(certs, tmp_path / "data", s3_server, bucket, poly.url,
                             POLYMARKET_TOKENS=YES, LISTEN_PORT=str(port))  # fmt: skip
         async with running_sender(sender_config(certs, port, binance, SYMBOLS="btcusdt")) as sender:
             async with running_collector(env) as collector:
@@ -39,7 +40,7 @@ async def test_clean_stop_with_a_sender_connected_loses_no_row(
             # the collector has stopped, the sender is still running
             assert sender.link is not None
     assert lake.stats.dropped == {}
-    _, events = read_s3_table(moto_server, bucket, "collector/events/")
+    _, events = read_s3_table(s3_server, bucket, "collector/events/")
     kinds = [e["kind"] for e in events if e["source"] == "binance"]
     assert kinds.count("relay_connected") == 1 and kinds.count("relay_disconnected") == 1, kinds
 
@@ -51,10 +52,9 @@ def unit_stop_timeout_s() -> float:
 
 
 async def test_stop_ends_in_time_with_s3_frozen_and_keeps_every_file(
-    certs: Path, moto_server: MotoServer, tmp_path: Path
+    certs: Path, aws_test_credentials: None, tmp_path: Path
 ):
-    port = free_port()
-    s3 = MotoServer(port, _start(port))  # our own server: this test freezes it
+    s3 = SeaweedS3(tmp_path / "seaweed").start()  # our own server: this test freezes it
     bucket = new_bucket(s3, "frozen-s3")
     data = tmp_path / "data"
     notify = NotifySocket(tmp_path / "notify.sock")
@@ -88,6 +88,4 @@ async def test_stop_ends_in_time_with_s3_frozen_and_keeps_every_file(
         if proc is not None and proc.returncode is None:
             proc.kill()
             await proc.wait()
-        s3.resume()
-        s3.proc.terminate()
-        s3.proc.wait(10)
+        s3.stop()

@@ -1,8 +1,8 @@
-"""Fixtures for the lake tests: a real moto S3 server in a subprocess, row generators."""
+"""Fixtures for the lake tests: S3 servers in a subprocess (SeaweedFS for uploads, moto where
+IAM or lifecycle rules are needed), row generators."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import boto3
 import pytest
@@ -21,6 +21,19 @@ import pytest
 from polymm.sim.ports import free_port
 
 REGION = "eu-central-1"
+
+
+class S3Server(Protocol):
+    """What the tests need of a local S3 server (SeaweedS3 and MotoServer both have it)."""
+
+    @property
+    def url(self) -> str: ...
+
+    def client(self) -> Any: ...
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
 
 
 @dataclass
@@ -61,12 +74,7 @@ def _start(port: int) -> subprocess.Popen[bytes]:
 
 
 @pytest.fixture(scope="session")
-def moto_server() -> Iterator[MotoServer]:
-    # Dummy credentials for this test process only; boto3 reads them from the environment.
-    saved = {
-        k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
-    }
-    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=REGION)
+def moto_server(aws_test_credentials: None) -> Iterator[MotoServer]:
     port = free_port()
     server = MotoServer(port, _start(port))
     try:
@@ -75,17 +83,12 @@ def moto_server() -> Iterator[MotoServer]:
         server.resume()
         server.proc.terminate()
         server.proc.wait(10)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @pytest.fixture
-def bucket(moto_server: MotoServer) -> str:
+def bucket(s3_server: S3Server) -> str:
     name = f"marketdata-{uuid.uuid4().hex[:12]}"
-    moto_server.client().create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})
+    s3_server.client().create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})
     return name
 
 
