@@ -20,16 +20,20 @@ from polymm.collector.config import CollectorConfig
 from polymm.collector.polymarket_sink import PolymarketSink
 from polymm.collector.resume import last_trade_ids
 from polymm.lake import DiskWatch, Lake, S3Uploader
+from polymm.lake.s3check import S3AccessError, check_bucket
+from polymm.lake.uploader import normalise_prefix
 from polymm.polymarket.gamma import GammaDiscovery
 from polymm.polymarket.market_ws import MarketFeed
 from polymm.relay.receiver import RelayReceiver
 from polymm.service.backoff import sleep_or_stop
+from polymm.service.config import ConfigError
 from polymm.service.logs import setup_logging
 from polymm.service.runtime import ServiceMain, run_service
 from polymm.service.systemd import Notifier, watchdog_interval_s
 
 log = logging.getLogger("polymm.collector")
 
+S3_CHECK_TIMEOUT_S = 5.0  # per connect / read of the start-up probe (TimeoutStartSec is 60 s)
 HANGUP_WAIT_S = 2.0  # for senders to acknowledge our TLS close during shutdown
 
 
@@ -204,11 +208,23 @@ class DataCollector:
         )
 
 
+def check_s3(config: CollectorConfig) -> None:
+    """Before anything runs: a bucket or credentials S3 refuses stop start-up (ConfigError, exit 2);
+    an S3 that does not answer only gets a warning (the uploader buffers and retries)."""
+    try:
+        check_bucket(config.s3_bucket, config.s3_region, endpoint_url=config.s3_endpoint_url,
+                     prefix=normalise_prefix(config.s3_prefix), timeout_s=S3_CHECK_TIMEOUT_S)  # fmt: skip
+    except S3AccessError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def main() -> int:
     setup_logging("data-collector")
 
     def build() -> ServiceMain:
-        return DataCollector(CollectorConfig.from_env()).run
+        config = CollectorConfig.from_env()
+        check_s3(config)
+        return DataCollector(config).run
 
     return run_service(build)
 

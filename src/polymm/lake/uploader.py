@@ -87,7 +87,7 @@ class S3Uploader:
         self.bucket = bucket
         self.region = region
         self.endpoint_url = endpoint_url
-        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self.prefix = normalise_prefix(prefix)
         self.retention_ns = int(retention_s * 1e9)
         self.interval_s = interval_s
         self.upload_on_compact = upload_on_compact
@@ -364,6 +364,11 @@ class S3Uploader:
         finally:
             for w in waiters:
                 w.cancel()
+
+
+def normalise_prefix(prefix: str) -> str:
+    """'' or 'a/b/': how the key prefix is put in front of every lake key."""
+    return prefix.strip("/") + "/" if prefix.strip("/") else ""
 
 
 def _code(exc: ClientError) -> str:
