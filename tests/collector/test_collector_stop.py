@@ -8,7 +8,11 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
+from polymm.collector.config import CollectorConfig
 from polymm.lake import S3Uploader
+from polymm.service.config import ConfigError, Env
 from polymm.sim.binance_ws import BinanceSim
 from polymm.sim.polymarket_ws import PolymarketSim
 from polymm.sim.ports import free_port
@@ -89,3 +93,11 @@ async def test_stop_ends_in_time_with_s3_frozen_and_keeps_every_file(
             proc.kill()
             await proc.wait()
         s3.stop()
+
+
+def test_default_stop_budget_leaves_room_below_the_unit_stop_timeout(certs: Path, tmp_path: Path):
+    base = {"CERT_DIR": str(certs), "DATA_DIR": str(tmp_path), "S3_BUCKET": "b", "POLYMARKET_TOKENS": "1"}
+    budget = CollectorConfig.from_env(Env(base)).stop_timeout_s
+    assert budget + 5 <= unit_stop_timeout_s()  # room for interpreter exit after the final upload
+    with pytest.raises(ConfigError, match="STOP_TIMEOUT_SECS"):
+        CollectorConfig.from_env(Env({**base, "STOP_TIMEOUT_SECS": "0"}))

@@ -10,7 +10,8 @@ Data flow::
          <data_dir>/lake/<prefix>/<key>=<value>/date=YYYY-MM-DD/hour=HH/data_NNN.parquet
       -> S3Uploader (every interval_s and after each compaction)
          s3://<bucket>/<uploader prefix><same key>, SHA-256 verified; local copy deleted after
-         retention_s. <data_dir>/state/lake.db records every file and consumed journal.
+         retention_s. <data_dir>/state/lake.db records every file and consumed journal, and
+         the highest Binance trade id ever stored per symbol (the relay's de-dup floor).
 
 Collector wiring::
 
@@ -27,6 +28,9 @@ Collector wiring::
     lake.event("polymarket", "reconnect", token_id, {"reason": "..."})
     # tasks (each returns when `stop` is set; lake.run ends with lake.close()):
     await asyncio.gather(lake.run(stop), uploader.run(stop), disk.run(stop))
+    await uploader.final_upload(timeout_s)  # bounded whatever S3 does; the rest waits on disk
+
+`s3check.check_bucket` (before the loop runs) refuses a bucket or credentials S3 rejects.
 
 Rows are tuples in `TABLES[name].columns` order (recv_ts in ns first) or dicts. `append`
 returns False when a row is refused (disk degraded: L2 first, at critical everything but
