@@ -59,6 +59,21 @@ async def test_a_start_that_recovers_nothing_still_knows_the_stored_trade_ids(tm
     await third.close()
 
 
+async def test_journals_that_fail_to_compact_still_count_as_stored(tmp_path: Path):
+    data = tmp_path / "data"
+    await crashed_run(data)
+    # Something in the way of BTCUSDT's output directory: that compaction fails, journals stay.
+    blocker = data / "lake" / "binance" / "trades" / "symbol=BTCUSDT"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("not a directory")
+    lake = Lake(data, clock=lambda: MID_HOUR)
+    recovered = await lake.recover()
+    assert [r.key.split("/")[2] for r in recovered if r.key] == ["symbol=ETHUSDT"]
+    assert lake.stats.compact_errors == 1
+    assert last_trade_ids(lake.state) == EXPECTED
+    await lake.close()
+
+
 async def test_floor_outlives_retention_and_is_built_once_for_an_older_lake_db(tmp_path: Path):
     data = tmp_path / "data"
     await crashed_run(data)

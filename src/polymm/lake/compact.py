@@ -231,6 +231,25 @@ def backfill_trade_ids(layout: Layout, state: StateStore) -> int:
     return len(files)
 
 
+def floor_from_journals(layout: Layout, state: StateStore, skip_prefix: str) -> int:
+    """Trades journals an earlier run left that could not be compacted (they are retried later)
+    still hold durable trades: raise the floor with them too. Returns how many were read."""
+    marks: TradeIds = {}
+    read = 0
+    for key, paths in list_journals(layout).items():
+        if key.table != TRADES_TABLE:
+            continue
+        for path in paths:
+            if path.name.startswith(skip_prefix):
+                continue
+            for k, tid in trade_ids_of(read_journal(path, key.spec.schema).table).items():
+                marks[k] = max(marks.get(k, tid), tid)
+            read += 1
+    if marks:
+        state.raise_trade_ids(marks)
+    return read
+
+
 def _unlink(path: Path) -> None:
     path.unlink(missing_ok=True)
 

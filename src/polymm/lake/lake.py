@@ -25,6 +25,7 @@ from polymm.lake.compact import (
     CompactResult,
     backfill_trade_ids,
     compact,
+    floor_from_journals,
     list_journals,
     prune_empty,
     reconcile,
@@ -272,7 +273,14 @@ class Lake:
                 log.info("trade-id floor built from %d local trades files", scanned)
         if found:
             log.warning("registered %d data files left unrecorded by a crash", found)
-        return await self._compact_selected(lambda pk, p: not p.name.startswith(own))
+        results = await self._compact_selected(lambda pk, p: not p.name.startswith(own))
+        async with self._compacting:
+            left = await asyncio.to_thread(floor_from_journals, self.layout, self.state, own)
+        if left:
+            log.warning(
+                "%d trades journals could not be compacted yet; their trade ids count as stored", left
+            )
+        return results
 
     async def compact_closed(self) -> list[CompactResult]:
         """Compact every cell whose hour ended more than `grace_s` ago."""

@@ -101,6 +101,11 @@ class StateStore:
             if trade_ids:
                 self._raise_trade_ids(trade_ids)
 
+    def raise_trade_ids(self, trade_ids: TradeIds) -> None:
+        with self._lock, self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._raise_trade_ids(trade_ids)
+
     def complete_trade_ids(self, trade_ids: TradeIds) -> None:
         """Raise the floor with what a scan of older files found, and record that it is complete."""
         with self._lock, self._db:
