@@ -45,6 +45,7 @@ def test_unit_passes_systemd_analyze_verify(name: str, tmp_path: Path):
     unit = render(name, tmp_path)
     text = unit.read_text()
     assert "Type=notify" in text and "WatchdogSec=30" in text and "NoNewPrivileges=yes" in text
+    assert "RestartPreventExitStatus=2" in text  # a start-up error (exit 2) is not restarted in a loop
     proc = subprocess.run(
         ["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True, text=True, timeout=60
     )

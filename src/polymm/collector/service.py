@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 
 from polymm.collector.binance_sink import BinanceSink
@@ -29,6 +30,7 @@ from polymm.service.backoff import sleep_or_stop
 from polymm.service.config import ConfigError
 from polymm.service.logs import setup_logging
 from polymm.service.runtime import ServiceMain, run_service
+from polymm.service.startup import StorageError, storage_error
 from polymm.service.systemd import Notifier, watchdog_interval_s
 
 log = logging.getLogger("polymm.collector")
@@ -40,18 +42,26 @@ HANGUP_WAIT_S = 2.0  # for senders to acknowledge our TLS close during shutdown
 class DataCollector:
     def __init__(self, config: CollectorConfig) -> None:
         self.config = config
-        config.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            config.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise storage_error("DATA_DIR", config.data_dir, exc) from None
         self.disk = DiskWatch(config.data_dir)
         self.uploader = S3Uploader(
             config.data_dir, config.s3_bucket, config.s3_region, endpoint_url=config.s3_endpoint_url,
             prefix=config.s3_prefix, retention_s=config.retention_s, interval_s=config.upload_interval_s,
         )  # fmt: skip
-        self.lake = Lake(
-            config.data_dir,
-            flush_interval_s=config.flush_interval_s,
-            disk=self.disk,
-            on_compacted=self.uploader.kick,
-        )
+        try:
+            self.lake = Lake(
+                config.data_dir,
+                flush_interval_s=config.flush_interval_s,
+                disk=self.disk,
+                on_compacted=self.uploader.kick,
+            )
+        except OSError as exc:  # e.g. a DATA_DIR owned by another user
+            raise storage_error("DATA_DIR", config.data_dir, exc, "cannot use") from None
+        except sqlite3.Error as exc:  # lake.db unreadable or not writable
+            raise StorageError(f"DATA_DIR={str(config.data_dir)!r}: cannot use lake.db ({exc})") from None
         self.binance = BinanceSink(self.lake)
         rc = config.receiver
         # Acknowledge relay frames only once they are in a journal on disk: after a crash the
@@ -61,6 +71,7 @@ class DataCollector:
             ack_gate=lambda: self.lake.durable_mark,
         )  # fmt: skip
         self.lake.delivery_counter = lambda: self.receiver.delivered
+        self.receiver.bind()  # a port in use ends start-up here, before anything runs (ListenError)
         self.polymarket = PolymarketSink(self.lake, config.l2_depth)
         self.feed = MarketFeed(
             config.polymarket_tokens,
@@ -226,7 +237,7 @@ def main() -> int:
         check_s3(config)
         return DataCollector(config).run
 
-    return run_service(build)
+    return run_service(build, "data-collector")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,8 @@ from polymm.relay.receiver import RelayReceiver
 from polymm.service.backoff import sleep_or_stop
 from polymm.service.config import ConfigError
 from polymm.service.logs import Throttle, setup_logging
-from polymm.service.runtime import ServiceMain, run_service
+from polymm.service.runtime import ServiceMain, refuse_start, run_service
+from polymm.service.startup import storage_error
 from polymm.service.systemd import Notifier
 
 if TYPE_CHECKING:
@@ -65,6 +66,10 @@ class TradingExecutor:
         self, cfg: ExecutorServiceConfig, strategy: QuoteSource, markets: Sequence[MarketSpec]
     ) -> None:
         self.cfg = cfg
+        try:  # here, not in the journal's thread: a JOURNAL_DIR we cannot create ends start-up
+            cfg.journal_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise storage_error("JOURNAL_DIR", cfg.journal_dir, exc) from None
         self.strategy = strategy
         self.markets = tuple(markets)
         self.engine = Executor(
@@ -87,6 +92,7 @@ class TradingExecutor:
         self.receiver = RelayReceiver(
             rc.listen_host, rc.listen_port, rc.ssl_context(), self._on_relay, idle_timeout_s=rc.idle_timeout_s
         )
+        self.receiver.bind()  # a port in use ends start-up here, before anything runs (ListenError)
         self.feed = MarketFeed(
             [t for m in self.markets for t in m.token_ids],
             url=f"{cfg.ws_url}/ws/market",
@@ -265,8 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             cfg = ExecutorServiceConfig.from_env(need_receiver=False)
         except ConfigError as exc:
-            print(f"config error: {exc}", file=sys.stderr, flush=True)
-            return 2
+            return refuse_start("trading-executor", exc)
         return uvloop.run(cancel_all(cfg))
 
     def build() -> ServiceMain:
@@ -276,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         strategy, markets = build_strategy(cfg.markets_path)
         return TradingExecutor(cfg, strategy, markets).run
 
-    return run_service(build)
+    return run_service(build, "trading-executor")
 
 
 if __name__ == "__main__":

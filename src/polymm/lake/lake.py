@@ -36,6 +36,7 @@ from polymm.lake.partition import NS_PER_HOUR, Layout, PartKey, check_partition_
 from polymm.lake.schemas import EVENTS_TABLE, TABLES, event_row
 from polymm.lake.state import StateStore
 from polymm.service.backoff import sleep_or_stop
+from polymm.service.startup import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ Row = tuple[Any, ...] | dict[str, Any]
 BufKey = tuple[str, str, int]  # (table, partition, hour)
 
 
-class LakeLockedError(RuntimeError):
+class LakeLockedError(StorageError):
     """Another process already owns this data directory."""
 
 
@@ -447,5 +448,7 @@ def _take_lock(path: Path) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise LakeLockedError(f"{path}: another collector owns this data directory") from None
+        raise LakeLockedError(
+            f"DATA_DIR={str(path.parent.parent)!r} is in use: another data-collector holds {path}"
+        ) from None
     return fd

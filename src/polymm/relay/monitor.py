@@ -40,6 +40,7 @@ class Monitor:
             config.listen_host, config.listen_port, config.ssl_context(), self._on_event,
             idle_timeout_s=config.idle_timeout_s,
         )  # fmt: skip
+        self.receiver.bind()  # a port in use ends start-up at once, with one line (ListenError)
         self.max_lines_per_s = max_lines_per_s
         self._budget = max_lines_per_s
         self._last = time.monotonic()
@@ -82,7 +83,7 @@ def main() -> int:
         env = Env()
         return Monitor(ReceiverConfig.from_env(env), env.float("MONITOR_LINES_PER_S", 10.0, low=0)).run
 
-    return run_service(build)
+    return run_service(build, "relay-monitor")
 
 
 if __name__ == "__main__":

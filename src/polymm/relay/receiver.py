@@ -32,6 +32,7 @@ from polymm.relay.events import Bbo, Notice, RelayEvent, Trade
 from polymm.relay.tls import peer_name
 from polymm.service.logs import Throttle
 from polymm.service.metrics import LatencyWindow
+from polymm.service.startup import listen_error
 
 log = logging.getLogger("polymm.receiver")
 
@@ -93,11 +94,27 @@ class RelayReceiver:
         self._seen_notices: OrderedDict[str, None] = OrderedDict()
         self._throttle = Throttle()
 
-    async def start(self) -> None:
+    def bind(self) -> None:
+        """Open the listening socket (no connection is accepted before `start`). Call it before
+        anything else starts so a port in use or an unresolvable host ends start-up at once:
+        raises ListenError naming host, port and the reason. Blocking (name resolution): call it
+        before the event loop runs, as every service does while it is built."""
+        if self._listener is not None:
+            return
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        self._listener = socket.create_server((self.host, self.port), family=family, backlog=64)
-        self._listener.setblocking(False)
-        self.port = self._listener.getsockname()[1]
+        try:
+            # resolved here, not by create_server, which words a DNS failure as a bind failure
+            info = socket.getaddrinfo(self.host, self.port, family, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
+            listener = socket.create_server(info[0][4][:2], family=info[0][0], backlog=64)
+        except OSError as exc:  # socket.gaierror included: an unresolvable LISTEN_HOST
+            raise listen_error(self.host, self.port, exc) from None
+        listener.setblocking(False)
+        self._listener = listener
+        self.port = listener.getsockname()[1]
+
+    async def start(self) -> None:
+        self.bind()
+        assert self._listener is not None
         self._accept_task = asyncio.create_task(self._accept_loop(self._listener))
         log.info("relay receiver listening on %s:%d (mutual TLS 1.3)", self.host, self.port)
 

@@ -109,7 +109,7 @@ def main() -> int:
     def build() -> ServiceMain:
         return Sender(SenderConfig.from_env()).run
 
-    return run_service(build)
+    return run_service(build, "binance-sender")
 
 
 if __name__ == "__main__":

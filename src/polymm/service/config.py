@@ -10,12 +10,16 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from polymm.service.startup import StartupError
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-class ConfigError(ValueError):
+class ConfigError(StartupError, ValueError):
     """A configuration value is missing or malformed; the message names the variable."""
+
+    label = "config error"
 
 
 class Env:

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 import uvloop
 
-from polymm.service.config import ConfigError
+from polymm.service.startup import EXIT_STARTUP, StartupError
 
 log = logging.getLogger("polymm.runtime")
 
@@ -28,18 +28,28 @@ def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
     stop.set()
 
 
-def run_service(build: Callable[[], ServiceMain]) -> int:
-    """Build the service from config (ConfigError -> exit 2 with one line), then run it on uvloop."""
+def refuse_start(service: str, exc: StartupError) -> int:
+    """One line on stderr naming the cause, e.g. 'data-collector: cannot listen on 0.0.0.0:9001:
+    address already in use' or 'config error: AMS_PORT='x' is not an integer'; returns exit code 2."""
+    print(f"{exc.label or service}: {exc}", file=sys.stderr, flush=True)
+    return EXIT_STARTUP
+
+
+def run_service(build: Callable[[], ServiceMain], service: str = "polymm") -> int:
+    """Build the service from config, then run it on uvloop. A StartupError, raised while building
+    or by the service before it is up (binding its port), ends it with one line and exit 2."""
     try:
         serve = build()
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr, flush=True)
-        return 2
+    except StartupError as exc:
+        return refuse_start(service, exc)
 
     async def main() -> None:
         stop = asyncio.Event()
         install_stop_signals(stop)
         await serve(stop)
 
-    uvloop.run(main())
+    try:
+        uvloop.run(main())
+    except StartupError as exc:
+        return refuse_start(service, exc)
     return 0
