@@ -15,6 +15,7 @@ Flag RETRANSMIT marks a reliable item re-sent after a reconnect, so the receiver
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Iterator
 
@@ -51,6 +52,7 @@ class OversizedFrameError(FrameError):
     pass
 
 
+_VALID_SYMBOL = re.compile(rb"[A-Z0-9_]{1,32}")
 _symbol_bytes: dict[str, bytes] = {}
 _symbol_str: dict[bytes, str] = {}
 
@@ -115,10 +117,11 @@ class Frame(msgspec.Struct, gc=False):
 def _symbol(raw: bytes) -> str:
     cached = _symbol_str.get(raw)
     if cached is None:
-        try:
-            cached = raw.decode("ascii")
-        except UnicodeDecodeError:
-            raise FrameError("symbol is not ascii") from None
+        # The symbol becomes a directory name in the lake (symbol=BTCUSDT): anything else than a
+        # Binance symbol (e.g. "../../x") is a malformed frame, refused before it reaches a consumer.
+        if not _VALID_SYMBOL.fullmatch(raw):
+            raise FrameError(f"symbol {raw[:40]!r} is not a Binance symbol ([A-Z0-9_]{{1,32}})")
+        cached = raw.decode("ascii")
         if len(_symbol_str) < 10_000:  # bounded: a hostile peer cannot grow it forever
             _symbol_str[raw] = cached
     return cached
