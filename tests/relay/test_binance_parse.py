@@ -2,7 +2,7 @@
 
 import pytest
 
-from polymm.binance.parse import Control, ParseError, Parser
+from polymm.binance.parse import RAW_PAYLOAD, UNRECOGNISED, Control, Dropped, ParseError, Parser
 from polymm.binance.streams import plan_connections
 from polymm.relay.events import Bbo, Trade
 
@@ -64,8 +64,41 @@ def test_subscription_reply_is_ignored():
     assert Parser().parse('{"result":null,"id":1}', 1) is None
 
 
-def test_unknown_stream_kind_is_ignored_not_fatal():
-    assert Parser().parse('{"stream":"btcusdt@kline_1m","data":{"e":"kline"}}', 1) is None
+def test_unknown_stream_kind_is_dropped_with_its_reason_not_fatal():
+    event = Parser().parse('{"stream":"btcusdt@kline_1m","data":{"e":"kline"}}', 1)
+    assert event == Dropped("message of unhandled stream kind kline_1m")
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        SPOT_TRADE.split(',"data":', 1)[1][:-1],  # the trade payload without its envelope
+        SPOT_BBO.split(',"data":', 1)[1][:-1],  # spot bookTicker has no "e" at all
+    ],
+)
+def test_raw_payload_is_dropped_not_taken_for_a_control_message(message: str):
+    assert Parser().parse(message, 1) is RAW_PAYLOAD
+
+
+def test_unrecognised_object_is_dropped():
+    assert Parser().parse('{"hello":"world"}', 1) is UNRECOGNISED
+
+
+def test_microsecond_times_become_milliseconds():
+    parser = Parser()
+    micro_trade = SPOT_TRADE.replace('"E":1790000000456', '"E":1790000000456789').replace(
+        '"T":1790000000455', '"T":1790000000455123'
+    )
+    event = parser.parse(micro_trade, 42)
+    assert isinstance(event, Trade) and (event.exch_ts, event.trade_ts) == (1790000000456, 1790000000455)
+    micro_bbo = FUT_BBO.replace('"E":1790000000123', '"E":1790000000123999').replace(
+        '"T":1790000000119', '"T":1790000000119001'
+    )
+    event = parser.parse(micro_bbo, 42)
+    assert isinstance(event, Bbo) and (event.exch_ts, event.txn_ts) == (1790000000123, 1790000000119)
+    assert parser.micro == 2
+    assert parser.parse(SPOT_TRADE, 42).exch_ts == 1790000000456  # type: ignore[union-attr]
+    assert parser.micro == 2  # milliseconds untouched
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from polymm.binance.parse import Control, ParseError, Parser
+from polymm.binance.parse import Control, Dropped, ParseError, Parser
 from polymm.binance.streams import ConnectionPlan
 from polymm.relay.events import Bbo, Trade
 from polymm.service.backoff import Backoff, sleep_or_stop
@@ -36,6 +36,9 @@ class FeedStats(msgspec.Struct):
     bbo: int = 0
     trades: int = 0
     parse_errors: int = 0
+    dropped: int = 0  # messages not used (raw payloads, unhandled streams): see dropped_by
+    dropped_by: dict[str, int] = {}
+    micro_times: int = 0  # events whose times came in microseconds, divided to ms
     duplicates: int = 0
     connects: int = 0
     outages: int = 0
@@ -216,6 +219,7 @@ class BinanceFeed:
 
     async def _pump(self, ws: ClientConnection, first: asyncio.Event) -> str:
         parser = Parser()
+        micro_seen = 0  # parser.micro already counted
         stats = self.stats
         on_event = self._on_event
         try:
@@ -236,6 +240,15 @@ class BinanceFeed:
                 if type(event) is Control:
                     self._control(event)
                     continue
+                if type(event) is Dropped:
+                    self._dropped(event, message)
+                    continue
+                if parser.micro != micro_seen:  # off the common path: only on a microsecond stream
+                    if not micro_seen:
+                        log.info("binance %s sends times in microseconds (timeUnit=MICROSECOND): "
+                                 "normalised to ms", self.plan.name)  # fmt: skip
+                    stats.micro_times += parser.micro - micro_seen
+                    micro_seen = parser.micro
                 if not self._ids.fresh(event):
                     stats.duplicates += 1
                     continue
@@ -249,6 +262,13 @@ class BinanceFeed:
         if ws.close_code is None:
             return "connection lost (no close frame)"
         return f"closed by peer ({ws.close_code} {ws.close_reason})".replace(" )", ")")
+
+    def _dropped(self, event: Dropped, message: str | bytes) -> None:
+        stats = self.stats
+        stats.dropped += 1
+        count = stats.dropped_by[event.reason] = stats.dropped_by.get(event.reason, 0) + 1
+        self._throttle.warn(log, f"drop:{event.reason}", "binance %s dropped a %s (%d so far): %.120r",
+                            self.plan.name, event.reason, count, message)  # fmt: skip
 
     def _control(self, event: Control) -> None:
         if event.event == "serverShutdown":

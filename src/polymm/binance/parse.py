@@ -3,6 +3,12 @@
 The envelope is decoded first with the payload left raw, so each stream kind is parsed by a
 decoder built for exactly its fields. `strict=False` lets msgspec turn Binance's decimal strings
 into floats without a Python-level float() per field.
+
+Nothing is dropped silently: a message that is not turned into an event, a control message or a
+subscription reply comes back as `Dropped(reason)`, which the client counts and logs per reason.
+Times are always milliseconds: a stream opened with `timeUnit=MICROSECOND` sends microseconds,
+recognised by magnitude (a ms epoch stays below 10^14 until the year 5138, a us epoch has been
+above 10^15 since 2001) and divided down, counted in `Parser.micro`.
 """
 
 from __future__ import annotations
@@ -17,8 +23,12 @@ from polymm.relay.events import Bbo, Trade
 class _Envelope(msgspec.Struct):
     stream: str = ""
     data: msgspec.Raw = msgspec.Raw(b"")
-    # Some control messages are not wrapped: {"e":"serverShutdown",...} or {"result":null,"id":1}
+    # Some control messages are not wrapped: {"e":"serverShutdown",...} or {"result":null,"id":1};
+    # a raw (non-combined) data payload has a symbol `s`.
     e: str = ""
+    E: int = 0
+    s: str = ""
+    id: int | str | None = None
 
 
 class _BookTicker(msgspec.Struct):
@@ -64,6 +74,17 @@ class Control(msgspec.Struct, frozen=True):
     event_time: int
 
 
+class Dropped(msgspec.Struct, frozen=True):
+    """A message that is neither an event nor a control message nor a reply: it is not used, and
+    the client counts and logs it. `reason` is short and stable (one log line per reason)."""
+
+    reason: str
+
+
+RAW_PAYLOAD = Dropped("raw payload without the combined-stream envelope")
+UNRECOGNISED = Dropped("message that is no event, control message or reply")
+
+
 class ParseError(ValueError):
     pass
 
@@ -73,6 +94,9 @@ _book = msgspec.json.Decoder(_BookTicker, strict=False)
 _trade = msgspec.json.Decoder(_Trade, strict=False)
 _agg = msgspec.json.Decoder(_AggTrade, strict=False)
 _control = msgspec.json.Decoder(_Control)
+
+
+_US = 10**14  # a time above this is in microseconds (see the module docstring)
 
 
 def _bbo(raw: msgspec.Raw, recv_ts: int) -> Bbo:
@@ -91,6 +115,19 @@ def _agg_trade(raw: msgspec.Raw, recv_ts: int) -> Trade:
     return Trade(m.s, recv_ts, m.E, m.T, m.a, m.p, m.q, "sell" if m.m else "buy", True)
 
 
+def _ms(value: int) -> int:
+    return value // 1000 if value >= _US else value
+
+
+def _to_ms(event: Bbo | Trade) -> None:
+    """Both times of a message share its unit, so the event time alone tells it."""
+    event.exch_ts = event.exch_ts // 1000
+    if type(event) is Bbo:
+        event.txn_ts = _ms(event.txn_ts)
+    else:
+        event.trade_ts = _ms(event.trade_ts)  # type: ignore[union-attr]
+
+
 _BY_SUFFIX: dict[str, Callable[[msgspec.Raw, int], Bbo | Trade]] = {
     "bookTicker": _bbo,
     "trade": _spot_trade,
@@ -101,30 +138,42 @@ _BY_SUFFIX: dict[str, Callable[[msgspec.Raw, int], Bbo | Trade]] = {
 class Parser:
     """Parses one connection's messages; caches the stream-name -> decoder lookup."""
 
-    __slots__ = ("_routes",)
+    __slots__ = ("_routes", "micro")
 
     def __init__(self) -> None:
         self._routes: dict[str, Callable[[msgspec.Raw, int], Bbo | Trade] | None] = {}
+        self.micro = 0  # events whose times came in microseconds and were divided to ms
 
-    def parse(self, message: str | bytes, recv_ts: int) -> Bbo | Trade | Control | None:
-        """An event, a Control, or None for replies we ignore. Raises ParseError on bad input."""
+    def parse(self, message: str | bytes, recv_ts: int) -> Bbo | Trade | Control | Dropped | None:
+        """An event, a Control, a Dropped (not used: count and log it), or None for a reply to a
+        request. Raises ParseError on bad input."""
         try:
             env = _envelope.decode(message)
+            stream = env.stream
             try:
-                route = self._routes[env.stream]
+                route = self._routes[stream]
             except KeyError:
-                route = self._route(env.stream)
+                route = self._route(stream)
             if route is not None:
-                return route(env.data, recv_ts)
-            if env.stream and not env.stream.startswith("!"):
-                return None  # a data stream this parser does not handle
-            raw = env.data if env.stream else message
-            ctl = _control.decode(raw)
+                event = route(env.data, recv_ts)
+                if event.exch_ts >= _US:
+                    self.micro += 1
+                    _to_ms(event)
+                return event
+            if stream:
+                if not stream.startswith("!"):
+                    return Dropped(f"message of unhandled stream kind {stream.partition('@')[2] or stream}")
+                ctl = _control.decode(env.data)
+                return Control(ctl.e, _ms(ctl.E)) if ctl.e else UNRECOGNISED
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise ParseError(str(exc)) from None
-        if ctl.e:
-            return Control(ctl.e, ctl.E)
-        return None
+        if env.s:
+            return RAW_PAYLOAD  # e.g. a /ws/<stream> URL: Binance sends the payload unwrapped
+        if env.e:
+            return Control(env.e, _ms(env.E))
+        if env.id is not None:
+            return None  # the reply to a request (SUBSCRIBE, LIST_SUBSCRIPTIONS)
+        return UNRECOGNISED
 
     def _route(self, stream: str) -> Callable[[msgspec.Raw, int], Bbo | Trade] | None:
         _, _, suffix = stream.partition("@")

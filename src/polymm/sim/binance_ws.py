@@ -4,7 +4,9 @@ Serves combined streams (`/stream?streams=...`, and the futures routes `/public/
 `/market/stream`) with spot or USD-M payloads: bookTicker, trade, aggTrade. Every connection
 subscribed to a stream receives the same messages with the same ids, as on Binance, so
 make-before-break rotation can be tested. Test hooks: push exact events, drop every connection,
-announce serverShutdown, freeze the data flow, blast N messages for benchmarks.
+announce serverShutdown, freeze the data flow, blast N messages for benchmarks, send raw
+(non-combined) payloads. `time_unit="us"` sends times in microseconds, as Binance spot does for
+a stream opened with `timeUnit=MICROSECOND`.
 """
 
 from __future__ import annotations
@@ -48,10 +50,14 @@ class BinanceSim(TickingWsSim):
         ping_interval_s: float | None = 20.0,
         seed: int = 7,
         autostart: bool = True,
+        time_unit: str = "ms",
     ) -> None:
         super().__init__(host, port, rate_hz, ticking=autostart)
         self.serve_options = {"ping_interval": ping_interval_s, "ping_timeout": ping_interval_s}
         self.market = market
+        if time_unit not in ("ms", "us"):
+            raise ValueError(f"time_unit must be ms or us, not {time_unit!r}")
+        self.time_unit = time_unit
         self.trade_every = trade_every
         self.ping_interval_s = ping_interval_s
         self._rng = random.Random(seed)
@@ -118,14 +124,17 @@ class BinanceSim(TickingWsSim):
             data = {"u": s.update_id, "s": s.name.upper(), "b": f"{bid:.8f}", "B": f"{bid_qty:.8f}",
                     "a": f"{ask:.8f}", "A": f"{ask_qty:.8f}"}  # fmt: skip
         else:
-            now = int(time.time() * 1000)
+            now = self._now()
             data = {"e": "bookTicker", "u": s.update_id, "E": now, "T": now - 1, "s": s.name.upper(),
                     "b": f"{bid:.2f}", "B": f"{bid_qty:.3f}",
                     "a": f"{ask:.2f}", "A": f"{ask_qty:.3f}"}  # fmt: skip
         return _json.encode({"stream": stream, "data": data}).decode()
 
+    def _now(self) -> int:
+        return time.time_ns() // (1000 if self.time_unit == "us" else 1_000_000)
+
     def trade_message(self, s: _Symbol, price: float, qty: float, buyer_is_maker: bool) -> str:
-        now = int(time.time() * 1000)
+        now = self._now()
         if self.market == "spot":
             s.trade_id += 1
             stream = f"{s.name}@trade"
@@ -175,6 +184,11 @@ class BinanceSim(TickingWsSim):
     async def push_trade(self, symbol: str, price: float, qty: float, buyer_is_maker: bool = False) -> int:
         s = self.symbol(symbol)
         return await self.send(self._trade_stream(s.name), self.trade_message(s, price, qty, buyer_is_maker))
+
+    @staticmethod
+    def unwrapped(message: str) -> str:
+        """The payload of a combined-stream message alone, as a raw /ws/<stream> connection gets it."""
+        return _json.encode(msgspec.json.decode(message)["data"]).decode()
 
     async def push_raw(self, text: str | bytes) -> None:
         for ws in list(self._subs):
