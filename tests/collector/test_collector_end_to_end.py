@@ -29,7 +29,8 @@ async def test_events_in_parquet_objects_out(certs: Path, s3_server: S3Server, t
             await eventually(lambda: collector.feed.connected, what="polymarket subscribed")
             await poly.set_book(YES, bids=[(0.45, 100), (0.44, 250)], asks=[(0.47, 80), (0.48, 300)])
             await poly.change(YES, [("BUY", 0.46, 50), ("SELL", 0.47, 0)])
-            await poly.push(poly.trade_event(poly.token(YES), 0.48, 12.5, "BUY"))
+            sent_trade = poly.trade_event(poly.token(YES), 0.48, 12.5, "BUY", fee_rate_bps="0.1")
+            await poly.push(sent_trade)
             async with running_sender(sender_config(certs, collector.receiver.port, binance)):
                 await binance.wait_connections(1)
                 await eventually(lambda: collector.receiver.connected_senders == 1)
@@ -44,7 +45,9 @@ async def test_events_in_parquet_objects_out(certs: Path, s3_server: S3Server, t
     keys, bbo = read_s3_table(s3_server, bucket, "binance/bbo/")
     assert keys and all(re.fullmatch(rf"binance/bbo/symbol=BTCUSDT/{HOUR_KEY}", k) for k in keys)
     assert [r["bid"] for r in bbo] == [97000 + i for i in range(30)]
-    assert all(r["ask_qty"] == 2.5 and r["exch_ts"] == 0 and r["symbol"] == "BTCUSDT" for r in bbo)
+    # spot bookTicker carries no time: null, not a 1970 timestamp that would poison latency figures
+    assert all(r["ask_qty"] == 2.5 and r["symbol"] == "BTCUSDT" for r in bbo)
+    assert all(r["exch_ts"] is None and r["txn_ts"] is None for r in bbo)
     assert all(r["sender_recv_ts"] <= r["recv_ts"] for r in bbo)
     assert [r["recv_ts"] for r in bbo] == sorted(r["recv_ts"] for r in bbo)
 
@@ -67,7 +70,9 @@ async def test_events_in_parquet_objects_out(certs: Path, s3_server: S3Server, t
     assert all(r["token_id"] == YES and r["hash"] and r["exch_ts"] > 0 for r in l2)
 
     _, poly_trades = read_s3_table(s3_server, bucket, f"polymarket/trades/token={YES}/")
-    assert [(t["price"], t["size"], t["side"]) for t in poly_trades] == [(0.48, 12.5, "BUY")]
+    assert [(t["price"], t["size"], t["side"]) for t in poly_trades] == [(0.48, 12.5, "buy")]  # as Binance's
+    assert poly_trades[0]["fee_rate_bps"] == "0.1"  # the venue's text, not a float's
+    assert poly_trades[0]["transaction_hash"] == sent_trade["transaction_hash"]
 
     _, events = read_s3_table(s3_server, bucket, "collector/events/")
     kinds = {(e["source"], e["kind"]) for e in events}

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import boto3
 import pytest
 
+from polymm.lake.schemas import polymarket_trade_row
 from polymm.sim.ports import free_port
 
 REGION = "eu-central-1"
@@ -121,7 +122,7 @@ def book(ts: int, token: str = "8033940942096212345", i: int = 0) -> tuple[Any, 
 
 
 def poly_trade(ts: int, token: str = "8033940942096212345", i: int = 0) -> tuple[Any, ...]:
-    return (ts, token, 0.51, 10.0 + i, "BUY", ts // 1_000_000, "0")
+    return polymarket_trade_row(ts, token, 0.51, 10.0 + i, "BUY", ts // 1_000_000, "0", f"0x{i:064x}")
 
 
 class Clock:

@@ -6,10 +6,12 @@ import errno
 import os
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from polymm.lake.journal import JournalFile, read_journal, rows_to_batch
-from polymm.lake.schemas import BINANCE_BBO, POLYMARKET_L2
+from polymm.lake.schemas import BINANCE_BBO, POLYMARKET_L2, POLYMARKET_TRADES, bbo_row, polymarket_trade_row
+from polymm.relay.events import Bbo
 
 from .conftest import T0, bbo, book
 
@@ -96,3 +98,47 @@ def test_empty_segment_is_removed(tmp_path: Path) -> None:
     path = tmp_path / "j.arrows"
     JournalFile(path, BINANCE_BBO.schema).close()
     assert not path.exists()
+
+
+def test_journal_of_an_earlier_version_reads_its_new_columns_as_null(tmp_path: Path) -> None:
+    """polymarket_trades gained transaction_hash: a journal left by the previous version before an
+    upgrade still compacts, with nulls there, instead of failing on its schema."""
+    old_schema = pa.schema(list(POLYMARKET_TRADES.schema)[:-1])
+    path = tmp_path / "old.arrows"
+    jf = JournalFile(path, old_schema)
+    jf.write_durably(
+        pa.RecordBatch.from_pylist(
+            [
+                {
+                    "recv_ts": T0,
+                    "token_id": "1",
+                    "price": 0.5,
+                    "size": 2.0,
+                    "side": "buy",
+                    "exch_ts": 1,
+                    "fee_rate_bps": "0",
+                }
+            ],
+            schema=old_schema,
+        )
+    )
+    jf.close()
+    read = read_journal(path, POLYMARKET_TRADES.schema)
+    assert read.error is None and read.table.schema.equals(POLYMARKET_TRADES.schema)
+    assert read.table.to_pylist()[0]["transaction_hash"] is None
+    assert read.table.to_pylist()[0]["fee_rate_bps"] == "0"
+    # any other difference is still refused
+    assert read_journal(path, BINANCE_BBO.schema).error is not None
+
+
+def test_rows_keep_what_the_venues_sent() -> None:
+    bbo_batch = rows_to_batch(
+        BINANCE_BBO, [bbo_row(Bbo("BTCUSDT", 1, 0, 0, 7, 1.0, 1.0, 2.0, 1.0, arrival_ts=T0))]
+    )
+    assert bbo_batch.to_pylist()[0]["exch_ts"] is None and bbo_batch.to_pylist()[0]["txn_ts"] is None
+    row = polymarket_trade_row(T0, "1", 0.5, 2.0, "SELL", 1750428146322, "1.1", "0xabc")
+    (out,) = rows_to_batch(POLYMARKET_TRADES, [row]).to_pylist()
+    assert (out["side"], out["fee_rate_bps"], out["transaction_hash"]) == ("sell", "1.1", "0xabc")
+    row = polymarket_trade_row(T0, "1", 0.5, 2.0, "BUY", 1750428146322, None, "")
+    (out,) = rows_to_batch(POLYMARKET_TRADES, [row]).to_pylist()
+    assert (out["side"], out["fee_rate_bps"], out["transaction_hash"]) == ("buy", None, None)

@@ -56,14 +56,16 @@ async def test_trades_reach_on_trade(sim: PolymarketSim) -> None:
                     "price": "0.52",
                     "size": "12.5",
                     "side": "BUY",
-                    "fee_rate_bps": "0",
+                    "fee_rate_bps": "1.1",  # a float would come back as 1.1000000000000001
                     "timestamp": "1750428146322",
+                    "transaction_hash": "0xabc123",
                 }
             ]
         )
         await eventually(lambda: rec.trades, what="a trade")
-        token, price, size, side, exch_ts, recv_ts, fee = rec.trades[0]
-        assert (token, price, size, side, exch_ts, fee) == (YES, 0.52, 12.5, "BUY", 1750428146322, 0.0)
+        token, price, size, side, exch_ts, recv_ts, fee, tx_hash = rec.trades[0]
+        assert (token, price, size, side, exch_ts) == (YES, 0.52, 12.5, "BUY", 1750428146322)
+        assert (fee, tx_hash) == ("1.1", "0xabc123")  # the fee exactly as sent, the trade's unique id
         assert recv_ts > exch_ts * 1_000_000  # recv_ts is ns, taken after the exchange stamped it
         assert feed.stats.trades == 1
 

@@ -95,7 +95,7 @@ def test_array_frame_with_every_event_type() -> None:
 
     trade = events[2]
     assert isinstance(trade, TradeEvent)
-    assert (trade.price, trade.size, trade.side, trade.fee_rate_bps) == (0.456, 219.217767, "BUY", 0.0)
+    assert (trade.price, trade.size, trade.side, trade.fee_rate_bps) == (0.456, 219.217767, "BUY", "0")
     assert trade.timestamp == 1750428146322
 
     tick = events[3]

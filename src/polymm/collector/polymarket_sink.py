@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from polymm.lake import Lake, l2_row
+from polymm.lake import Lake, l2_row, polymarket_trade_row
 from polymm.polymarket.book import OrderBook
 
 
@@ -44,11 +44,14 @@ class PolymarketSink:
         side: str,
         exch_ts: int,
         recv_ts: int,
-        fee_rate_bps: float,
+        fee_rate_bps: str | None,
+        transaction_hash: str,
     ) -> None:
         self.trades += 1
         self.last_message_ns = recv_ts
-        row = (recv_ts, token_id, price, size, side, exch_ts, f"{fee_rate_bps:g}")
+        row = polymarket_trade_row(
+            recv_ts, token_id, price, size, side, exch_ts, fee_rate_bps, transaction_hash
+        )
         if not self._lake.append("polymarket_trades", token_id, row):
             self.refused += 1
 

@@ -24,7 +24,8 @@ Collector wiring::
     lake.append("binance_bbo", ev.symbol, bbo_row(ev))
     lake.append("binance_trades", ev.symbol, binance_trade_row(ev))
     lake.append("polymarket_l2", token_id, l2_row(recv_ts, token_id, bids, asks, exch_ts, book_hash))
-    lake.append("polymarket_trades", token_id, (recv_ts, token_id, price, size, side, exch_ts, fee))
+    lake.append("polymarket_trades", token_id, polymarket_trade_row(recv_ts, token_id, price, size, side,
+                                                                    exch_ts, fee_text, tx_hash))
     lake.event("polymarket", "reconnect", token_id, {"reason": "..."})
     # tasks (each returns when `stop` is set; lake.run ends with lake.close()):
     await asyncio.gather(lake.run(stop), uploader.run(stop), disk.run(stop))
@@ -60,6 +61,7 @@ from polymm.lake.schemas import (
     binance_trade_row,
     event_row,
     l2_row,
+    polymarket_trade_row,
 )
 from polymm.lake.uploader import S3Uploader, UploaderStats
 
@@ -88,4 +90,5 @@ __all__ = [
     "event_row",
     "hour_of",
     "l2_row",
+    "polymarket_trade_row",
 ]

@@ -149,8 +149,7 @@ def read_journal(path: Path, schema: pa.Schema) -> JournalRead:
         source = pa.memory_map(str(path))  # zero-copy: an hour of BBO can be hundreds of MB
         try:
             reader = ipc.open_stream(source)
-            if not reader.schema.equals(schema):
-                raise ValueError(f"schema differs from the table's: {reader.schema}")
+            missing = _missing_tail(reader.schema, schema)
             while True:
                 try:
                     batch, meta = reader.read_next_batch_with_custom_metadata()
@@ -159,11 +158,28 @@ def read_journal(path: Path, schema: pa.Schema) -> JournalRead:
                     break
                 if meta is None or int(meta.get(_CRC_KEY, b"-1")) != batch_crc(batch):
                     raise ValueError(f"checksum mismatch in batch {len(batches)}")
+                if missing:
+                    batch = _pad(batch, schema, missing)
                 batches.append(batch)
                 good = source.tell()
         except (pa.ArrowException, ValueError, OSError) as exc:
             error = f"{type(exc).__name__}: {exc}"
     return JournalRead(pa.Table.from_batches(batches, schema=schema), len(batches), good, total, error)
+
+
+def _missing_tail(found: pa.Schema, schema: pa.Schema) -> list[pa.Field]:
+    """Columns a journal lacks at its end: an earlier version wrote it before they were added
+    (e.g. polymarket_trades.transaction_hash), so they are read as null. Any other difference is
+    an error."""
+    n = len(found)
+    if n > len(schema) or not all(found.field(i).equals(schema.field(i)) for i in range(n)):
+        raise ValueError(f"schema differs from the table's: {found}")
+    return [schema.field(i) for i in range(n, len(schema))]
+
+
+def _pad(batch: pa.RecordBatch, schema: pa.Schema, missing: list[pa.Field]) -> pa.RecordBatch:
+    nulls = [pa.nulls(batch.num_rows, type=f.type) for f in missing]
+    return pa.RecordBatch.from_arrays([*batch.columns, *nulls], schema=schema)
 
 
 def fsync_dir(path: Path) -> None:

@@ -55,13 +55,13 @@ BINANCE_BBO = TableSpec(
     partition_key="symbol",
     schema=_schema(
         ("recv_ts", pa.int64()),  # ns, Amsterdam receive time
-        ("exch_ts", pa.int64()),  # ms, Binance event time, 0 when the stream has none
+        ("exch_ts", pa.int64()),  # ms, Binance event time; null when the stream has none (spot)
         ("symbol", pa.string()),
         ("bid", pa.float64()),
         ("ask", pa.float64()),
         ("bid_qty", pa.float64()),
         ("ask_qty", pa.float64()),
-        ("txn_ts", pa.int64()),  # ms, Binance transaction time
+        ("txn_ts", pa.int64()),  # ms, Binance transaction time; null when the stream has none (spot)
         ("update_id", pa.int64()),
         ("sender_recv_ts", pa.int64()),  # ns, Frankfurt receive time
         ("relay_seq", pa.int64()),
@@ -75,13 +75,13 @@ BINANCE_TRADES = TableSpec(
     partition_key="symbol",
     schema=_schema(
         ("recv_ts", pa.int64()),
-        ("exch_ts", pa.int64()),
+        ("exch_ts", pa.int64()),  # ms, Binance event time (null if absent)
         ("symbol", pa.string()),
         ("price", pa.float64()),
         ("qty", pa.float64()),
-        ("side", pa.string()),  # taker side: buy/sell
+        ("side", pa.string()),  # taker side: buy/sell (lowercase across the lake)
         ("trade_id", pa.int64()),
-        ("trade_ts", pa.int64()),  # ms
+        ("trade_ts", pa.int64()),  # ms (null if absent)
         ("is_agg", pa.bool_()),
         ("sender_recv_ts", pa.int64()),
         ("relay_seq", pa.int64()),
@@ -114,9 +114,10 @@ POLYMARKET_TRADES = TableSpec(
         ("token_id", pa.string()),
         ("price", pa.float64()),
         ("size", pa.float64()),
-        ("side", pa.string()),
+        ("side", pa.string()),  # taker side: buy/sell (lowercase; Polymarket sends BUY/SELL)
         ("exch_ts", pa.int64()),
-        ("fee_rate_bps", pa.string()),  # kept as sent: Polymarket sends it as a decimal string
+        ("fee_rate_bps", pa.string()),  # exactly the text the venue sent ("0", "1000"), null if none
+        ("transaction_hash", pa.string()),  # the on-chain settlement; the trade's only unique id
     ),
     dictionary=("token_id", "side"),
 )
@@ -143,16 +144,17 @@ EVENTS_TABLE = COLLECTOR_EVENTS.name
 
 
 def bbo_row(ev: Bbo) -> tuple[Any, ...]:
-    """BBO row from a relay event: recv_ts is the Amsterdam arrival, sender_recv_ts Frankfurt's."""
+    """BBO row from a relay event: recv_ts is the Amsterdam arrival, sender_recv_ts Frankfurt's.
+    A venue time of 0 on the wire means "Binance sent none": stored as null, never as 1970."""
     return (
         ev.arrival_ts,
-        ev.exch_ts,
+        ev.exch_ts or None,
         ev.symbol,
         ev.bid,
         ev.ask,
         ev.bid_qty,
         ev.ask_qty,
-        ev.txn_ts,
+        ev.txn_ts or None,
         ev.update_id,
         ev.recv_ts,
         ev.seq,
@@ -162,13 +164,13 @@ def bbo_row(ev: Bbo) -> tuple[Any, ...]:
 def binance_trade_row(ev: Trade) -> tuple[Any, ...]:
     return (
         ev.arrival_ts,
-        ev.exch_ts,
+        ev.exch_ts or None,
         ev.symbol,
         ev.price,
         ev.qty,
         ev.side,
         ev.trade_id,
-        ev.trade_ts,
+        ev.trade_ts or None,
         ev.is_agg,
         ev.recv_ts,
         ev.seq,
@@ -184,6 +186,21 @@ def l2_row(
     book_hash: str,
 ) -> tuple[Any, ...]:
     return (recv_ts, token_id, bids, asks, exch_ts, book_hash)
+
+
+def polymarket_trade_row(
+    recv_ts: int,
+    token_id: str,
+    price: float,
+    size: float,
+    side: str,
+    exch_ts: int,
+    fee_rate_bps: str | None,
+    transaction_hash: str | None,
+) -> tuple[Any, ...]:
+    """`side` is lowercased (one convention across the lake); the fee text is kept as sent."""
+    return (recv_ts, token_id, price, size, side.lower(), exch_ts or None, fee_rate_bps,
+            transaction_hash or None)  # fmt: skip
 
 
 def event_row(recv_ts: int, source: str, kind: str, key: str = "", detail: str = "{}") -> tuple[Any, ...]:

@@ -47,7 +47,8 @@ log = logging.getLogger("polymm.polymarket.market_ws")
 DEFAULT_URL = "wss://ws-subscriptions-clob.polymarket.com/ws/market"
 
 OnBook = Callable[[str, OrderBook, int, int, str], None]  # token, book, recv_ts, exch_ts, hash
-OnTrade = Callable[[str, float, float, str, int, int, float], None]  # token, px, sz, side, exch, recv, fee
+# token, price, size, side, exch_ts, recv_ts, fee_rate_bps (text as sent), transaction_hash
+OnTrade = Callable[[str, float, float, str, int, int, str | None, str], None]
 OnEvent = Callable[[str, dict[str, Any]], None]
 
 _encode = msgspec.json.Encoder().encode
@@ -476,7 +477,7 @@ class MarketFeed:
         try:
             self._on_trade(
                 event.asset_id, event.price, event.size, event.side, event.timestamp, recv_ts,
-                event.fee_rate_bps,
+                event.fee_text, event.transaction_hash,
             )  # fmt: skip
         except Exception:
             self._callback_failed("on_trade")

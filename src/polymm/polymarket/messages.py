@@ -78,8 +78,16 @@ class TradeEvent(msgspec.Struct, tag_field="event_type", tag="last_trade_price")
     price: float = 0.0
     size: float = 0.0
     side: str = ""
-    fee_rate_bps: float = 0.0
+    # Kept as the venue sent it (a decimal string, "0"): a float would turn "1.1" into 1.1000000000000001
+    # on the way back to text. A bare JSON number (never seen) is kept as its number.
+    fee_rate_bps: str | int | float | None = None
     timestamp: int = 0
+    transaction_hash: str = ""  # the settlement transaction; the only unique id of a market trade
+
+    @property
+    def fee_text(self) -> str | None:
+        fee = self.fee_rate_bps
+        return fee if fee is None or type(fee) is str else repr(fee)
 
 
 class TickSizeChangeEvent(msgspec.Struct, tag_field="event_type", tag="tick_size_change"):
@@ -149,9 +157,7 @@ def event_type(event: Event) -> str:
 
 
 # Keys whose string values the tolerant path converts itself (msgspec refuses "0.", ".5").
-_FLOAT_KEYS = frozenset(
-    {"price", "size", "best_bid", "best_ask", "spread", "fee_rate_bps", "old_tick_size", "new_tick_size"}
-)
+_FLOAT_KEYS = frozenset({"price", "size", "best_bid", "best_ask", "spread", "old_tick_size", "new_tick_size"})
 _NESTED_KEYS = frozenset({"bids", "asks", "price_changes", "changes"})
 
 

@@ -154,6 +154,7 @@ class PolymarketSim(TickingWsSim):
         self.invalid_ops = 0
         self.pings = 0
         self.sent = 0
+        self._trades = 0  # numbers each trade, so its transaction hash is unique
         self.requests: list[dict[str, Any]] = []  # every JSON frame received, in order
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -271,10 +272,14 @@ class PolymarketSim(TickingWsSim):
         return {"event_type": "price_change", "market": t.market, "timestamp": self._now_ms(),
                 "price_changes": items}  # fmt: skip
 
-    def trade_event(self, t: SimToken, price: float, size: float, side: str) -> dict[str, Any]:
+    def trade_event(
+        self, t: SimToken, price: float, size: float, side: str, fee_rate_bps: str = "0"
+    ) -> dict[str, Any]:
+        self._trades += 1
+        tx_hash = "0x" + hashlib.sha256(f"{t.token_id}:{self._trades}".encode()).hexdigest()
         return {"event_type": "last_trade_price", "asset_id": t.token_id, "market": t.market,
-                "price": _fmt(price), "size": _fmt(size), "side": side, "fee_rate_bps": "0",
-                "timestamp": self._now_ms()}  # fmt: skip
+                "price": _fmt(price), "size": _fmt(size), "side": side, "fee_rate_bps": fee_rate_bps,
+                "timestamp": self._now_ms(), "transaction_hash": tx_hash}  # fmt: skip
 
     # -- sending -----------------------------------------------------------------------------------
 
