@@ -1,14 +1,16 @@
-"""`make demo`: the system on one machine, for ~20 s, then a look at the data it wrote.
+"""`make demo`: the system on one machine for DEMO_SECONDS (20), then a look at the data it wrote.
 
 Starts local servers that speak the venues' formats (Binance, Polymarket market channel, the
-Polymarket CLOB with signature checks) and a local S3-compatible server (moto), then the real
-services between them, with mutual-TLS certificates made by scripts/generate-certs.sh:
+Polymarket CLOB with signature checks) and a real S3 gateway (SeaweedFS, `polymm.sim.s3`), then
+the real services between them, with mutual-TLS certificates made by scripts/generate-certs.sh:
   production: binance-sender -> trading-executor -> local CLOB (quotes move with Binance; live
-              orders against the local CLOB, signed with a throwaway key)
-  relay view: binance-sender -> relay-monitor (prints each event with its per-hop latency)
+              orders against the local CLOB, signed with a throwaway key). Its `quote` lines are
+              the trader's view: time, Binance mid, fair value, YES bid/ask, tick-to-quote latency.
+  relay view: binance-sender -> relay-monitor (each quote and trade with its per-hop latency)
   collection: binance-collector (sender with trades) -> data-collector -> S3
-Stops everything with SIGTERM, as systemd would, checks each process exited cleanly, then lists
-the Parquet objects in S3 and prints a few rows read back from them.
+Every receiver is listening before its sender starts (no start-up "connection refused"). Stops
+everything with SIGTERM, as systemd would, checks each process exited cleanly, then lists the
+Parquet objects in S3 and prints a few rows read back from them.
 """
 
 from __future__ import annotations
@@ -21,22 +23,24 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 from polymm.service.backoff import sleep_or_stop
 from polymm.sim.markets_file import write_above_market
 from polymm.sim.ports import free_port
+from polymm.sim.s3 import S3Identity, SeaweedS3
 
 ROOT = Path(__file__).resolve().parents[2]
-DATA = ROOT / "demo-data"
+DATA = Path(os.environ.get("DEMO_DATA_DIR") or ROOT / "demo-data")  # certs, lake, journals of one run
 BUCKET = "marketdata-backtest"
 REGION = "eu-central-1"
 MARKET = ("0x" + "5f" * 32, "7" * 76, "8" * 76)  # condition id, YES token, NO token on the local CLOB
 TOKENS = ["71321045679252212594626385532706912750332728571942532289631379312455583992563",
           "48331043336612883890938759509493159234755048973500640148014422747788308965732"]  # fmt: skip
 # Throwaway credentials for the local S3 server only; real ones come from Ansible Vault.
-S3_ENV = {"AWS_ACCESS_KEY_ID": "demo", "AWS_SECRET_ACCESS_KEY": "demo", "AWS_DEFAULT_REGION": REGION}
+S3_USER = S3Identity("demo", "demo-access-key", "demo-secret-key")
+S3_ENV = {**S3_USER.env(), "AWS_DEFAULT_REGION": REGION}
+READY_TIMEOUT_S = 30.0
 
 
 def make_certs() -> Path:
@@ -64,30 +68,26 @@ def throwaway_key() -> str:
     return Account.create().key.hex()  # the local CLOB checks signatures; this key holds nothing
 
 
-def wait_http(url: str, seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=0.5).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
 class Stack:
     def __init__(self) -> None:
         self.procs: list[tuple[str, asyncio.subprocess.Process, asyncio.Task[object]]] = []
 
-    async def start(self, name: str, args: list[str], env: dict[str, str], quiet: bool = False) -> None:
-        output = asyncio.subprocess.DEVNULL if quiet else asyncio.subprocess.PIPE
+    async def start(self, name: str, args: list[str], env: dict[str, str], ready: str) -> None:
+        """Start a process and return once it printed `ready` (e.g. that it listens), so whatever
+        connects to it next finds it up; raises if it exits or stays silent instead."""
         proc = await asyncio.create_subprocess_exec(
             *args, env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
-            stdout=output, stderr=asyncio.subprocess.STDOUT,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
-        task = asyncio.create_task(_pipe(name, proc.stdout) if proc.stdout else asyncio.sleep(0))
+        up = asyncio.Event()
+        assert proc.stdout is not None
+        task = asyncio.create_task(_pipe(name, proc.stdout, ready, up))
         self.procs.append((name, proc, task))
+        waiting = asyncio.ensure_future(up.wait())
+        await asyncio.wait({waiting, task}, timeout=READY_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
+        if not up.is_set():
+            waiting.cancel()
+            raise RuntimeError(f"{name} did not print {ready!r} within {READY_TIMEOUT_S:.0f}s")
 
     def exited(self) -> list[str]:
         return [name for name, proc, _ in self.procs if proc.returncode is not None]
@@ -109,9 +109,12 @@ class Stack:
         return failed
 
 
-async def _pipe(name: str, stream: asyncio.StreamReader) -> None:
+async def _pipe(name: str, stream: asyncio.StreamReader, ready: str, up: asyncio.Event) -> None:
     while line := await stream.readline():
-        print(f"[{name:<17}] {line.decode(errors='replace').rstrip()}", flush=True)
+        text = line.decode(errors="replace").rstrip()
+        if not up.is_set() and ready in text:
+            up.set()
+        print(f"[{name:<17}] {text}", flush=True)
 
 
 def show_lake(endpoint: str) -> None:
@@ -139,83 +142,87 @@ def show_lake(endpoint: str) -> None:
             if "bids" in row:
                 row = {**row, "bids": row["bids"][:3], "asks": row["asks"][:3]}
             print("  ", row)
-    print("\nA researcher reads a day with:\n  pyarrow.dataset.dataset("
-          "'s3://marketdata-backtest/binance/bbo/', partitioning='hive')\n")  # fmt: skip
+    print("\nA researcher reads the lake with pyarrow, polars or DuckDB: see README, 'Reading the lake'.\n")
 
 
 async def main(seconds: float) -> int:
-    import boto3
-
+    started = time.monotonic()
     certs = make_certs()
-    if (DATA / "collector").exists():
-        shutil.rmtree(DATA / "collector")
-    ports = {name: free_port() for name in ("binance", "polymarket", "s3", "relay", "collector", "executor",
+    for old in ("collector", "journal", "s3"):
+        if (DATA / old).exists():
+            shutil.rmtree(DATA / old)
+    (DATA / "s3").mkdir(parents=True)
+    ports = {name: free_port() for name in ("binance", "polymarket", "relay", "collector", "executor",
                                             "clob", "clob_ws")}  # fmt: skip
     markets = write_markets()
     py = sys.executable
-    s3_url = f"http://127.0.0.1:{ports['s3']}"
+    s3 = SeaweedS3(DATA / "s3", identities=(S3_USER,), buckets=(BUCKET,), region=REGION)
+    os.environ.update(S3_ENV)
     binance_url = f"ws://127.0.0.1:{ports['binance']}"
     base = {"CERT_DIR": str(certs), "STATUS_LOG_SECS": "5"}
     sender = {**base, "AMS_HOST": "127.0.0.1", "BINANCE_WS_URL": binance_url}
+    listening = "relay receiver listening"
     stack = Stack()
-    moto = str(Path(py).with_name("moto_server"))
-    await stack.start("s3 (moto)", [moto, "-H", "127.0.0.1", "-p", str(ports["s3"])], {}, quiet=True)
-    await asyncio.to_thread(wait_http, f"{s3_url}/moto-api/")
-    os.environ.update(S3_ENV)
-    boto3.client("s3", endpoint_url=s3_url, region_name=REGION).create_bucket(
-        Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}
-    )
-    for name, args, env in [
-        ("binance-sim", [py, "-m", "polymm.sim.binance_ws", "--port", str(ports["binance"]),
-                         "--rate", "4"], {}),
-        ("polymarket-sim", [py, "-m", "polymm.sim.polymarket_ws", "--port", str(ports["polymarket"]),
-                            "--tokens", ",".join(TOKENS), "--rate", "5"], {}),
-        ("relay-monitor", [py, "-m", "polymm.relay.monitor"],
-         {**base, "LISTEN_HOST": "127.0.0.1", "LISTEN_PORT": str(ports["relay"]),
-          "MONITOR_LINES_PER_S": "3"}),
-        ("data-collector", [py, "-m", "polymm.collector.service"],
-         {**base, **S3_ENV, "LISTEN_HOST": "127.0.0.1", "LISTEN_PORT": str(ports["collector"]),
-          "DATA_DIR": str(DATA / "collector"), "S3_BUCKET": BUCKET, "S3_REGION": REGION,
-          "S3_ENDPOINT_URL": s3_url,
-          "POLYMARKET_TOKENS": ",".join(TOKENS),
-          "POLYMARKET_WS_URL": f"ws://127.0.0.1:{ports['polymarket']}/ws/market"}),
-        ("clob-sim", [py, "-m", "polymm.sim.clob", "--port", str(ports["clob"]),
-                      "--ws-port", str(ports["clob_ws"]), "--market", ":".join(MARKET), "--depth", "3"], {}),
-        ("trading-executor", [py, "-m", "polymm.executor.service"],
-         {**base, "LISTEN_HOST": "127.0.0.1", "LISTEN_PORT": str(ports["executor"]),
-          "MARKETS_CONFIG": str(markets),
-          "CLOB_URL": f"http://127.0.0.1:{ports['clob']}", "CLOB_WS_URL": f"ws://127.0.0.1:{ports['clob_ws']}",
-          "DRY_RUN": "false", "POLY_PRIVATE_KEY": throwaway_key(), "JOURNAL_DIR": str(DATA / "journal"),
-          "BINANCE_STALE_MS": "3000"}),
-        ("binance-sender", [py, "-m", "polymm.relay.sender"],
-         {**sender, "AMS_PORT": str(ports["executor"]), "SYMBOLS": "btcusdt", "SENDER_NAME": "fra-prod"}),
-        ("sender (monitor)", [py, "-m", "polymm.relay.sender"],
-         {**sender, "AMS_PORT": str(ports["relay"]), "SYMBOLS": "btcusdt", "SENDER_NAME": "fra-view"}),
-        ("binance-collector", [py, "-m", "polymm.relay.sender"],
-         {**sender, "AMS_PORT": str(ports["collector"]), "SYMBOLS": "btcusdt,ethusdt",
-          "INCLUDE_TRADES": "true", "SENDER_NAME": "fra-collect"}),
-    ]:  # fmt: skip
-        await stack.start(name, args, env)
-        await asyncio.sleep(0.5)
-    print(f"--- demo stack up; running for {seconds:.0f}s (Ctrl-C stops early) ---", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and not stack.exited():
-        if await sleep_or_stop(stop, 0.2):
-            break
-    if stack.exited():
-        print(f"--- a process exited early: {', '.join(stack.exited())} ---", flush=True)
-    print("--- stopping with SIGTERM (producers first) ---", flush=True)
-    s3_proc = stack.procs.pop(0)  # keep S3 up until the data has been looked at
-    failed = await stack.stop()
-    await asyncio.to_thread(show_lake, s3_url)
-    stack.procs = [s3_proc]
-    await stack.stop()
+    failed = ["the stack did not come up"]
+    try:
+        # Venues and S3 first, then the receivers, then the senders: each is up (listening) before
+        # anything that connects to it starts, and each group starts in parallel.
+        venues = asyncio.gather(*(stack.start(name, args, {}, ready) for name, args, ready in [
+            ("binance-sim", [py, "-m", "polymm.sim.binance_ws", "--port", str(ports["binance"]),
+                             "--rate", "4"], "listening on"),
+            ("polymarket-sim", [py, "-m", "polymm.sim.polymarket_ws", "--port", str(ports["polymarket"]),
+                                "--tokens", ",".join(TOKENS), "--rate", "5"], "listening on"),
+            ("clob-sim", [py, "-m", "polymm.sim.clob", "--port", str(ports["clob"]),
+                          "--ws-port", str(ports["clob_ws"]), "--market", ":".join(MARKET), "--depth", "3"],
+             "CLOB_WS_URL="),
+        ]))  # fmt: skip
+        await asyncio.gather(asyncio.to_thread(s3.start), venues)
+        await asyncio.gather(*(stack.start(name, args, env, listening) for name, args, env in [
+            ("relay-monitor", [py, "-m", "polymm.relay.monitor"],
+             {**base, "LISTEN_HOST": "127.0.0.1", "LISTEN_PORT": str(ports["relay"]),
+              "MONITOR_LINES_PER_S": "2"}),
+            ("data-collector", [py, "-m", "polymm.collector.service"],
+             {**base, **S3_ENV, "LISTEN_HOST": "127.0.0.1", "LISTEN_PORT": str(ports["collector"]),
+              "DATA_DIR": str(DATA / "collector"), "S3_BUCKET": BUCKET, "S3_REGION": REGION,
+              "S3_ENDPOINT_URL": s3.url, "POLYMARKET_TOKENS": ",".join(TOKENS),
+              "POLYMARKET_WS_URL": f"ws://127.0.0.1:{ports['polymarket']}/ws/market"}),
+            ("trading-executor", [py, "-m", "polymm.executor.service"],
+             {**base, "LISTEN_HOST": "127.0.0.1", "LISTEN_PORT": str(ports["executor"]),
+              "MARKETS_CONFIG": str(markets), "CLOB_URL": f"http://127.0.0.1:{ports['clob']}",
+              "CLOB_WS_URL": f"ws://127.0.0.1:{ports['clob_ws']}", "DRY_RUN": "false",
+              "POLY_PRIVATE_KEY": throwaway_key(), "JOURNAL_DIR": str(DATA / "journal"),
+              "BINANCE_STALE_MS": "3000"}),
+        ]))  # fmt: skip
+        await asyncio.gather(*(stack.start(name, [py, "-m", "polymm.relay.sender"], env, "relay link up")
+                               for name, env in [
+            ("binance-sender", {**sender, "AMS_PORT": str(ports["executor"]), "SYMBOLS": "btcusdt",
+                                "SENDER_NAME": "fra-prod"}),
+            ("sender (monitor)", {**sender, "AMS_PORT": str(ports["relay"]), "SYMBOLS": "btcusdt",
+                                  "INCLUDE_TRADES": "true", "SENDER_NAME": "fra-view"}),
+            ("binance-collector", {**sender, "AMS_PORT": str(ports["collector"]),
+                                   "SYMBOLS": "btcusdt,ethusdt", "INCLUDE_TRADES": "true",
+                                   "SENDER_NAME": "fra-collect"}),
+        ]))  # fmt: skip
+        print(f"--- demo stack up in {time.monotonic() - started:.1f}s; running for {seconds:.0f}s "
+              "(Ctrl-C stops early) ---", flush=True)  # fmt: skip
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not stack.exited():
+            if await sleep_or_stop(stop, 0.2):
+                break
+        if stack.exited():
+            print(f"--- a process exited early: {', '.join(stack.exited())} ---", flush=True)
+        print("--- stopping with SIGTERM (producers first) ---", flush=True)
+        failed = await stack.stop()
+        await asyncio.to_thread(show_lake, s3.url)
+    finally:
+        await stack.stop()  # whatever is still running, e.g. after a start-up failure
+        await asyncio.to_thread(s3.stop, True)
     print(
-        "--- demo finished:",
+        f"--- demo finished after {time.monotonic() - started:.0f}s:",
         "all processes exited cleanly ---" if not failed else "; ".join(failed),
         flush=True,
     )

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from polymm.executor.clob_gateway import ClobGateway, GatewayConfig
 from polymm.executor.config import ExecutorServiceConfig
 from polymm.executor.engine import Executor, ExecutorConfig
+from polymm.executor.quote_view import format_quote_line, yes_terms
 from polymm.executor.types import Fill, MarketSpec, Quote, Side
 from polymm.polymarket.book import OrderBook
 from polymm.polymarket.market_ws import MarketFeed
@@ -102,6 +103,7 @@ class TradingExecutor:
         self.notifier = Notifier()
         self.cash = 0.0  # pUSD from fills: sells add, buys spend
         self.binance_last_ns = 0
+        self.last_bbo: Bbo | None = None
         self.decisions = 0
         self._last_quote_log = 0.0
         self._throttle = Throttle()
@@ -111,12 +113,13 @@ class TradingExecutor:
     def _on_relay(self, event: RelayEvent) -> None:
         if type(event) is Bbo:
             self.binance_last_ns = event.arrival_ts
+            self.last_bbo = event
             self.engine.on_binance(event, event.arrival_ts)
-            self._ask(self.strategy.on_binance_bbo, event)
+            self._ask(self.strategy.on_binance_bbo, event, trigger=event)
 
     def _on_book(self, token_id: str, book: OrderBook, recv_ts: int, _exch_ts: int, _hash: str) -> None:
         self.engine.set_poly_feed(True, recv_ts)
-        self._ask(self.strategy.on_polymarket_book, token_id, book, recv_ts)
+        self._ask(self.strategy.on_polymarket_book, token_id, book, recv_ts, trigger="book")
 
     def _on_feed_event(self, kind: str, detail: Mapping[str, object]) -> None:
         if kind == "disconnected":
@@ -127,17 +130,17 @@ class TradingExecutor:
                 self.engine.gateway.set_tick_size(token, str(tick))
                 regrid = getattr(self.strategy, "on_tick_size_change", None)  # optional callback
                 if regrid is not None:
-                    self._ask(regrid, token, float(str(tick)))
+                    self._ask(regrid, token, float(str(tick)), trigger="tick size change")
 
     def _on_fill(self, fill: Fill) -> None:
         self.cash += fill.price * fill.size * (1 if fill.side is Side.SELL else -1)
-        self._ask(self.strategy.on_fill, fill)
+        self._ask(self.strategy.on_fill, fill, trigger="fill")
 
     def _on_resume(self) -> None:
         # Quoting may start again: let the strategy quote afresh now rather than on its next input.
-        self._ask(self.strategy.on_timer, time.time_ns())
+        self._ask(self.strategy.on_timer, time.time_ns(), trigger="resume")
 
-    def _ask(self, callback: Callable[..., Desired | None], *args: Any) -> None:
+    def _ask(self, callback: Callable[..., Desired | None], *args: Any, trigger: Bbo | str) -> None:
         """Run one strategy callback with the executor's state in its context, submit its answer.
 
         A strategy that raises is logged (throttled) and counted; the event is dropped, the
@@ -156,21 +159,26 @@ class TradingExecutor:
                 exc_info=True,
             )
             return
-        self._submit(desired)
+        self._submit(desired, trigger)
 
-    def _submit(self, desired: Desired | None) -> None:
-        if desired is not None:
-            self.decisions += 1
-            self.engine.submit(desired)
-            now = time.monotonic()
-            if now - self._last_quote_log >= 1.0:  # operators see quotes move; the journal has every one
-                self._last_quote_log = now
-                text = " | ".join(
-                    f"{token[:6]}.. "
-                    + (", ".join(f"{q.side.value} {q.price:.2f}x{q.size:g}" for q in quotes) or "none")
-                    for token, quotes in desired.items()
-                )
-                log.info("quotes: %s", text)
+    def _submit(self, desired: Desired | None, trigger: Bbo | str) -> None:
+        if desired is None:
+            return
+        decided_ns = time.time_ns()
+        self.decisions += 1
+        self.engine.submit(desired)
+        now = time.monotonic()
+        if now - self._last_quote_log >= 1.0:  # operators see quotes move; the journal has every one
+            self._last_quote_log = now
+            fair_value = getattr(self.strategy, "fair_value", None)
+            for market in self.markets:
+                yes, no = market.token_ids[0], market.token_ids[-1]
+                if yes in desired or no in desired:
+                    fair = fair_value(yes) if fair_value is not None else None
+                    line = format_quote_line(
+                        decided_ns, yes_terms(desired, yes, no), fair, self.last_bbo, trigger
+                    )
+                    log.info("%s", line)
 
     # -- run ------------------------------------------------------------------------------------------
 
@@ -203,7 +211,7 @@ class TradingExecutor:
         while not await sleep_or_stop(stop, self.cfg.timer_s):
             # PONGs do not count: only data proves the book is live.
             self.engine.set_poly_feed(self.feed.connected, self.feed.stats.last_message_ns or None)
-            self._ask(self.strategy.on_timer, time.time_ns())
+            self._ask(self.strategy.on_timer, time.time_ns(), trigger="timer")
 
     def fresh(self) -> bool:
         now = time.time_ns()

@@ -35,6 +35,12 @@ def setup_logging(service: str, level: str | None = None) -> logging.Logger:
     return logging.getLogger(service)
 
 
+def utc_ms(ts_ns: int) -> str:
+    """12:00:01.234Z: a unix time in ns as UTC wall time with milliseconds (for human-read lines)."""
+    seconds, ns = divmod(ts_ns, 1_000_000_000)
+    return f"{time.strftime('%H:%M:%S', time.gmtime(seconds))}.{ns // 1_000_000:03d}Z"
+
+
 class Throttle:
     """Lets a repeated warning through at most once per interval, counting what it held back,
     so a flood of bad input leaves a clear trace without flooding the journal."""

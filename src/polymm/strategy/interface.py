@@ -12,6 +12,9 @@ this against its live orders and cancels/replaces (Polymarket has no amend).
 
 `ExecutorAdapter` wraps a strategy into the executor's `QuoteSource` shape (OrderBook objects,
 executor Fill/Quote types, None for "no change") and keeps the context up to date from fills.
+
+Optional views a strategy may offer: `fair_value(token_id) -> float | None`, its current P(YES)
+for the market of that token (the executor shows it beside each requote).
 """
 
 from __future__ import annotations
@@ -195,6 +198,11 @@ class ExecutorAdapter:
     def on_timer(self, now_ns: int) -> dict[str, list[Any]] | None:
         self.ctx.now_ns = now_ns
         return self._out(self.strategy.on_timer(now_ns))
+
+    def fair_value(self, token_id: str) -> float | None:
+        """The strategy's P(YES) for the market of `token_id`, if it offers one."""
+        view = getattr(self.strategy, "fair_value", None)
+        return view(token_id) if view is not None else None
 
     def on_tick_size_change(self, token_id: str, tick_size: float) -> dict[str, list[Any]] | None:
         """Optional for a strategy: one that quotes a fixed grid may leave it out."""

@@ -226,6 +226,12 @@ class ReferenceStrategy:
     def sigma(self, symbol: str) -> float:
         return self._symbols[symbol.upper()].vol.sigma
 
+    def fair_value(self, token_id: str) -> float | None:
+        """P(YES) of the market `token_id` belongs to (YES or NO token), as last computed; None
+        before the first computation or for an unknown token."""
+        state = self._tokens.get(token_id)
+        return None if state is None else state.fair
+
     # -- internals ------------------------------------------------------------------------------------
 
     def _capture(self, state: _Market, now: int) -> None:
