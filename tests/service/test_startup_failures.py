@@ -197,3 +197,11 @@ async def test_executor_journal_dir_that_cannot_be_created(certs: Path, tmp_path
         await run_to_exit("polymm.executor.service", env),
         f"trading-executor: JOURNAL_DIR={str(journal)!r}: cannot create (not a directory)",
     )
+
+
+async def test_monitor_listen_host_not_on_this_machine(certs: Path):
+    port = free_port()
+    assert_refused(
+        await run_to_exit("polymm.relay.monitor", monitor_env(certs, port, "203.0.113.9")),  # TEST-NET-3
+        f"relay-monitor: cannot listen on 203.0.113.9:{port}: address not available on this host",
+    )
