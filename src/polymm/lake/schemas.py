@@ -98,7 +98,7 @@ POLYMARKET_L2 = TableSpec(
         ("token_id", pa.string()),
         ("bids", pa.list_(LEVEL)),  # each level a (price, size) tuple or {"price":..,"size":..}
         ("asks", pa.list_(LEVEL)),
-        ("exch_ts", pa.int64()),  # ms, Polymarket message timestamp
+        ("exch_ts", pa.int64()),  # ms, Polymarket message timestamp (null if absent)
         ("hash", pa.string()),
     ),
     dictionary=("token_id",),
@@ -185,7 +185,7 @@ def l2_row(
     exch_ts: int,
     book_hash: str,
 ) -> tuple[Any, ...]:
-    return (recv_ts, token_id, bids, asks, exch_ts, book_hash)
+    return (recv_ts, token_id, bids, asks, exch_ts or None, book_hash)  # no venue time: null, not 0
 
 
 def polymarket_trade_row(
