@@ -163,7 +163,7 @@ class Action:
     done_at: float  # "completed" once read after this
     apply: Any = None  # what the action does to its resource when it completes
     completed: float | None = None
-    seen: bool = False  # the answer to the POST itself still says in-progress
+    request_no: int = 0  # the request that made it: its own answer still says in-progress
 
 
 class DigitalOceanSim:
@@ -188,6 +188,7 @@ class DigitalOceanSim:
         self.lock = threading.RLock()
         self._ids = itertools.count(310_000_001)
         self._action_ids = itertools.count(2_000_000_001)
+        self._request_no = 0
         self._next_host = dict.fromkeys(REGIONS, 10)
         self._reserved_host = itertools.count(10)
         self._http = HttpServer(self._handle, host, port)
@@ -263,6 +264,8 @@ class DigitalOceanSim:
         request_id = str(uuid.uuid4())
         try:
             with self.lock:
+                self._request_no += 1
+                self._settle()
                 status, body = self._route(req)
         except ApiError as exc:
             status, body = exc.status, {"id": exc.error_id, "message": exc.message, "request_id": request_id}
@@ -615,10 +618,21 @@ class DigitalOceanSim:
         self, kind: str, resource_id: int | str, resource_type: str, region: str, apply: Any = None
     ) -> Action:
         now = time.time()
-        action = Action(next(self._action_ids), kind, resource_id, resource_type, region, now,
-                        time.monotonic() + self.action_delay_s, apply)  # fmt: skip
+        due = time.monotonic() + self.action_delay_s
+        action = Action(next(self._action_ids), kind, resource_id, resource_type, region, now, due, apply,
+                        request_no=self._request_no)  # fmt: skip
         self.actions[action.id] = action
         return action
+
+    def _settle(self) -> None:
+        """Complete the actions that are due, as DigitalOcean does in the background: from the next
+        request on (or after `action_delay_s`), whether or not anyone polls them."""
+        now = time.monotonic()
+        for a in self.actions.values():
+            if a.completed is None and a.request_no < self._request_no and now >= a.done_at:
+                if a.apply is not None and (a.resource_type != "droplet" or a.resource_id in self.droplets):
+                    a.apply()
+                a.completed = time.time()
 
     def _action(self, ref: str) -> Action:
         try:
@@ -630,12 +644,6 @@ class DigitalOceanSim:
         return action
 
     def _action_json(self, a: Action) -> dict[str, Any]:
-        if a.completed is None and time.monotonic() >= a.done_at and a.id in self.actions:
-            if a.seen:  # the first read after the posting answer completes it
-                if a.apply is not None:
-                    a.apply()
-                a.completed = time.time()
-            a.seen = True
         return {
             "id": a.id,
             "status": "completed" if a.completed is not None else "in-progress",
