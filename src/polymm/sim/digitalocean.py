@@ -148,7 +148,8 @@ class Droplet:
     monitoring: bool
     created: float
     ready_at: float
-    status: str = "new"  # "new" until ready_at, then "active"; power actions move it to "off"
+    status: str = "new"  # "new" in its create answer and until ready_at, then "active"
+    request_no: int = 0  # the request that created it
     vpc_uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
@@ -430,13 +431,9 @@ class DigitalOceanSim:
             droplet = None
         if droplet is None:
             raise _not_found()
-        if droplet.status == "new" and time.monotonic() >= droplet.ready_at:
-            droplet.status = "active"
         return droplet
 
     def _droplet_json(self, d: Droplet) -> dict[str, Any]:
-        if d.status == "new" and time.monotonic() >= d.ready_at:
-            d.status = "active"
         vcpus, memory, disk, transfer, price = SIZES[d.size]
         image_id, image_name, distribution = IMAGES[d.image]
         networks: dict[str, list[dict[str, str]]] = {"v4": [], "v6": []}
@@ -521,7 +518,7 @@ class DigitalOceanSim:
             id=next(self._ids), name=name, region=region, size=size, image=image, tags=list(tags),
             ssh_key_ids=key_ids, public_ip=public, private_ip=self._private_for(region, public),
             monitoring=bool(body.get("monitoring")), created=now,
-            ready_at=time.monotonic() + self.boot_delay_s,
+            ready_at=time.monotonic() + self.boot_delay_s, request_no=self._request_no,
         )  # fmt: skip
         self.droplets[droplet.id] = droplet
         for tag in tags:  # DigitalOcean creates tags named at droplet creation
@@ -625,9 +622,12 @@ class DigitalOceanSim:
         return action
 
     def _settle(self) -> None:
-        """Complete the actions that are due, as DigitalOcean does in the background: from the next
-        request on (or after `action_delay_s`), whether or not anyone polls them."""
+        """Boot droplets and complete actions that are due, as DigitalOcean does in the background:
+        from the next request on (and after the delays), whether or not anyone polls them."""
         now = time.monotonic()
+        for d in self.droplets.values():
+            if d.status == "new" and d.request_no < self._request_no and now >= d.ready_at:
+                d.status = "active"
         for a in self.actions.values():
             if a.completed is None and a.request_no < self._request_no and now >= a.done_at:
                 if a.apply is not None and (a.resource_type != "droplet" or a.resource_id in self.droplets):
