@@ -96,7 +96,7 @@ class Ansible:
             "provision_collect_vault_id": f"collect@{self.vault_pass}",
         }
 
-    def run(self, playbook: str, token: str = GOOD_TOKEN, *args: str, **extra: Any) -> Run:
+    def run(self, playbook: str, *args: str, token: str = GOOD_TOKEN, **extra: Any) -> Run:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "AWS_", "DO_"))}
         env.update(
             PATH=f"{BIN}:{env.get('PATH', '')}",
