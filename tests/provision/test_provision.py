@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import urllib.request
 from typing import Any
 
 import pytest
@@ -44,8 +45,15 @@ OUTBOUND = [
 ]
 
 
+LAKE_KEY = "binance/bbo/symbol=BTCUSDT/date=2026-01-19/hour=00/data_000.parquet"
+
+
 @pytest.fixture(scope="module")
 def first_run(ansible: Ansible) -> Run:
+    # The lake already holds data (a bucket made by hand before): provisioning adopts it untouched.
+    s3 = ansible.moto.client("s3")
+    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
+    s3.put_object(Bucket=BUCKET, Key=LAKE_KEY, Body=b"PAR1 lake data")
     run = ansible.run("provision.yml")
     assert run.rc == 0, run.output[-4000:]
     return run
@@ -279,9 +287,6 @@ def test_destroy_needs_the_confirmation(first_run: Run, ansible: Ansible, do_sim
 def test_destroy_removes_the_environment_but_keeps_the_bucket(
     first_run: Run, ansible: Ansible, do_sim: DigitalOceanSim
 ) -> None:
-    s3 = ansible.moto.client("s3")
-    key = "binance/bbo/symbol=BTCUSDT/date=2026-01-19/hour=00/data_000.parquet"
-    s3.put_object(Bucket=BUCKET, Key=key, Body=b"PAR1 lake data")
     run = ansible.run("destroy.yml", destroy_env="collect", destroy_confirm="collect")
     assert run.rc == 0, run.output[-4000:]
     left = droplets(do_sim)
@@ -290,6 +295,11 @@ def test_destroy_removes_the_environment_but_keeps_the_bucket(
     assert {f["name"] for f in do_sim.firewalls.values()} == {"polymm-prod-base", "polymm-prod-relay"}
     assert all("collector" not in p["description"] for p in do_sim.alerts.values())
     assert not (ansible.inventory / "collect" / "host_vars" / "data-collector" / "provisioned.yml").exists()
-    assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == b"PAR1 lake data"
+    # moto applies every Deny of a bucket policy whatever its condition (here DenyPlainHttp, as the
+    # test talks plain HTTP), so the objects are read from moto's own state.
+    state = json.load(urllib.request.urlopen(f"{ansible.moto.url}/moto-api/data.json", timeout=10))["s3"]
+    assert [b["name"] for b in state["FakeBucket"]] == [BUCKET]
+    assert [(k["bucket_name"], k["name"]) for k in state["FakeKey"]] == [(BUCKET, LAKE_KEY)]
+    s3 = ansible.moto.client("s3")
     assert s3.get_bucket_lifecycle_configuration(Bucket=BUCKET)["Rules"]
     assert ansible.moto.client("iam").get_user(UserName="marketdata-collector")
