@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import urllib.request
 from typing import Any
 
@@ -14,7 +15,7 @@ import yaml
 
 from polymm.sim.digitalocean import DigitalOceanSim
 
-from .conftest import ALERT_EMAIL, BIN, GOOD_TOKEN, OPERATOR, Ansible, Run
+from .conftest import ALERT_EMAIL, BIN, GOOD_TOKEN, OPERATOR, ROOT, Ansible, Run
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -131,6 +132,57 @@ def test_cloud_firewalls_mirror_ufw(
     assert relay["inbound_rules"] == [{"protocol": "tcp", "ports": "9001", "sources": {"addresses": [peer]}}]
     assert do_sim.droplets_behind(f"polymm-{env}-relay") == [amsterdam]
     assert relay["droplet_ids"] == base["droplet_ids"] == []  # attached by tag, not at creation
+
+
+HARDENING = ROOT / "roles" / "hardening"
+UFW_RULES_PLAY = """
+- name: What ufw on each Amsterdam host opens (roles/hardening's own rule list)
+  hosts: amsterdam
+  connection: local
+  gather_facts: false
+  become: false
+  tasks:
+    - name: Load the role's defaults and vars
+      ansible.builtin.include_vars: {file: "{{ item }}"}
+      loop: ["%(role)s/defaults/main.yml", "%(role)s/vars/main.yml"]
+    - name: Write them out
+      ansible.builtin.copy:
+        content: "{{ hardening_relay_rules | to_json }}"
+        dest: "%(out)s/{{ inventory_hostname }}.json"
+        mode: "0600"
+"""
+
+
+@pytest.mark.skipif(not HARDENING.exists(), reason="roles/hardening (the deployment roles) not in this tree")
+def test_relay_firewalls_equal_the_ufw_rules_of_the_hardening_role(
+    first_run: Run, ansible: Ansible, do_sim: DigitalOceanSim
+) -> None:
+    """Evaluated by the role's own expression over the repo's hosts.yml and these provisioned.yml."""
+    out = ansible.workdir / "ufw"
+    out.mkdir(exist_ok=True)
+    play = ansible.workdir / "ufw-rules.yml"
+    play.write_text(UFW_RULES_PLAY % {"role": HARDENING, "out": out})
+    args = [
+        str(BIN / "ansible-playbook"),
+        str(play),
+        "--vault-id",
+        f"collect@{ansible.vault_pass}",
+        "-e",
+        f"ansible_python_interpreter={sys.executable}",
+    ]
+    for env in ("prod", "collect"):
+        (ansible.inventory / env / "hosts.yml").write_text(
+            (ROOT / "inventory" / env / "hosts.yml").read_text()
+        )
+        args += ["-i", str(ansible.inventory / env)]
+    proc = subprocess.run(args, capture_output=True, text=True, cwd=ansible.workdir)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    for env, amsterdam in (("prod", "trading-executor"), ("collect", "data-collector")):
+        ufw = json.loads((out / f"{amsterdam}.json").read_text())
+        opened = sorted((r["src"], r["port"]) for r in ufw if r["env"] == env)
+        relay = firewall(do_sim, f"polymm-{env}-relay")
+        cloud = sorted((a, r["ports"]) for r in relay["inbound_rules"] for a in r["sources"]["addresses"])
+        assert opened == cloud, env
 
 
 def test_alerts_for_every_droplet(first_run: Run, do_sim: DigitalOceanSim) -> None:
