@@ -57,8 +57,9 @@ def _make_keccak256() -> Callable[[bytes], bytes]:
             handle = ffi.new("void **")
             if lib.keccak_init(handle, 64, 24):  # capacity 512 bits, 24 rounds: Keccak-256
                 raise ValueError("keccak_init failed")
-            local.handle, local.out = handle, ffi.new("uint8_t[32]")  # handle keeps state alive
-            state = local.state = handle[0]
+            local.out = ffi.new("uint8_t[32]")
+            # Freed with the thread's locals (a pool thread lives as long as the executor).
+            state = local.state = ffi.gc(handle[0], lib.keccak_destroy)
         out = local.out
         lib.keccak_reset(state)  # first, so a call interrupted half-way cannot leak into this one
         lib.keccak_absorb(state, data, len(data))
