@@ -9,7 +9,10 @@ inside the run. Then the same stream through a naive baseline: list of dicts per
     .venv/bin/python bench/collector_ingest.py [--quick] [--seconds 30]
 
 The last line printed is one JSON object: msgs_per_s, baseline_msgs_per_s, bytes_per_row
-(per table), peak_rss_mb, ...
+(per table), peak_rss_mb, ... and msgs_per_cpu_s / baseline_msgs_per_cpu_s: messages per CPU-second
+of the whole process (event loop + flush/compaction thread, `time.process_time`), with the
+synthetic feed's own CPU subtracted. Wall-clock rate depends on the flush pacing and on what else
+runs on the core; CPU-seconds show what the code itself costs.
 """
 
 from __future__ import annotations
@@ -103,17 +106,18 @@ async def run_lake(data_dir: Path, seconds: float, hour_s: float, levels: int) -
     runner = asyncio.create_task(lake.run(stop))
     append = lake.append
     msgs = 0
-    gen_s = 0.0
-    start = time.perf_counter()
+    gen_s = gen_cpu = 0.0
+    start, cpu0 = time.perf_counter(), time.process_time()
     while time.perf_counter() - start < seconds:
         if lake.rows_pending > BACKLOG:
             # Sustained, not burst, rate: when the flush thread falls behind, the feed waits (a
             # real socket would buffer) instead of letting the lake's memory bound drop rows.
             await asyncio.sleep(0.002)
             continue
-        g = time.perf_counter()
+        g, gc = time.perf_counter(), time.process_time()
         batch = feed.chunk(CHUNK)
         gen_s += time.perf_counter() - g
+        gen_cpu += time.process_time() - gc
         for table, part, row in batch:
             append(table, part, row)
         msgs += len(batch)
@@ -122,6 +126,7 @@ async def run_lake(data_dir: Path, seconds: float, hour_s: float, levels: int) -
     await runner  # final flush + compaction of everything still open
     # Wall time includes generating the synthetic messages (reported apart): conservative.
     wall = time.perf_counter() - start
+    cpu = time.process_time() - cpu0  # every thread: the loop, flushes and compactions
     files = list((data_dir / "lake").rglob("*.parquet"))
     per_table: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for f in files:
@@ -137,6 +142,9 @@ async def run_lake(data_dir: Path, seconds: float, hour_s: float, levels: int) -
         "seconds": round(wall, 2),
         "msgs_per_s": round(msgs / wall),
         "msgs_per_s_excluding_generation": round(msgs / (wall - gen_s)),
+        "cpu_s": round(cpu, 2),
+        "msgs_per_cpu_s": round(msgs / max(cpu - gen_cpu, 1e-9)),
+        "msgs_per_cpu_s_including_generation": round(msgs / max(cpu, 1e-9)),
         "files": len(files),
         "hours_compacted": len({f.parent for f in files}),
         "bytes_per_row": {t: round(b / r, 1) for t, (b, r) in sorted(per_table.items())},
@@ -150,8 +158,9 @@ def run_baseline(data_dir: Path, seconds: float, levels: int) -> dict[str, Any]:
     feed = Feed(ns_per_msg=1_000_000, levels=levels)
     names = {t: TABLES[t].columns for t in TABLES}
     buffers: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    msgs, gen_s, n_files = 0, 0.0, 0
+    msgs, gen_s, gen_cpu, n_files = 0, 0.0, 0.0, 0
     start = last_flush = time.perf_counter()
+    cpu0 = time.process_time()
 
     def flush() -> None:
         nonlocal n_files
@@ -162,9 +171,10 @@ def run_baseline(data_dir: Path, seconds: float, levels: int) -> dict[str, Any]:
         buffers.clear()
 
     while time.perf_counter() - start < seconds:
-        g = time.perf_counter()
+        g, gc = time.perf_counter(), time.process_time()
         batch = feed.chunk(CHUNK)
         gen_s += time.perf_counter() - g
+        gen_cpu += time.process_time() - gc
         for table, part, row in batch:
             buffers[(table, part)].append(dict(zip(names[table], row, strict=True)))
         msgs += len(batch)
@@ -173,11 +183,14 @@ def run_baseline(data_dir: Path, seconds: float, levels: int) -> dict[str, Any]:
             last_flush = time.perf_counter()
     flush()
     wall = time.perf_counter() - start
+    cpu = time.process_time() - cpu0
     return {
         "msgs": msgs,
         "seconds": round(wall, 2),
         "msgs_per_s": round(msgs / wall),
         "msgs_per_s_excluding_generation": round(msgs / (wall - gen_s)),
+        "cpu_s": round(cpu, 2),
+        "msgs_per_cpu_s": round(msgs / max(cpu - gen_cpu, 1e-9)),
         "files": n_files,
     }
 
@@ -220,6 +233,9 @@ def main() -> None:
             {
                 "msgs_per_s": lake["msgs_per_s"],
                 "baseline_msgs_per_s": base["msgs_per_s"],
+                "msgs_per_cpu_s": lake["msgs_per_cpu_s"],
+                "baseline_msgs_per_cpu_s": base["msgs_per_cpu_s"],
+                "msgs_per_cpu_s_including_generation": lake["msgs_per_cpu_s_including_generation"],
                 "bytes_per_row": lake["bytes_per_row"],
                 "peak_rss_mb": round(rss, 1),
                 "cpu": cpu,

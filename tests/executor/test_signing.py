@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from eth_account import Account
+from eth_utils import keccak as eth_keccak
 from py_clob_client_v2 import OrderArgs
 from py_clob_client_v2.clob_types import CreateOrderOptions
 from py_clob_client_v2.order_builder.builder import OrderBuilder
 from py_clob_client_v2.order_utils import SignatureTypeV2
 from py_clob_client_v2.signer import Signer
 
+from polymm.executor import signing
 from polymm.executor.signing import FastOrderBuilder, order_digest
 
 CASES = [
@@ -67,3 +71,31 @@ def test_poly_1271_falls_back_to_the_library() -> None:
     )
     exchange = FastOrderBuilder(stock).exchange(False)
     assert order.signature == exchange.build_order_signature(exchange.build_order_typed_data(order))
+
+
+# Lengths around Keccak-256's 136-byte rate (padding in the same block or the next) and the two
+# messages the signer hashes (416-byte struct, 66-byte envelope).
+LENGTHS = [0, 1, 31, 32, 66, 135, 136, 137, 271, 272, 416, 5000]
+
+
+@pytest.mark.parametrize("hash_fn", [signing.keccak256, signing._keccak256_public])
+def test_c_keccak_is_eth_utils_keccak(hash_fn: Callable[[bytes], bytes]) -> None:
+    for n in LENGTHS:
+        data = bytes((i * 31 + n) % 256 for i in range(n))
+        assert hash_fn(data) == eth_keccak(data), n
+    # One state is reused per thread: hashing twice, and in between something else, changes nothing.
+    assert hash_fn(b"abc") == hash_fn(b"abc") == eth_keccak(b"abc")
+
+
+def test_c_keccak_runs_on_the_direct_path_when_cffi_is_there() -> None:
+    from Crypto.Util._raw_api import backend
+
+    assert (signing.keccak256 is signing._keccak256_public) == (backend != "cffi")
+
+
+def test_c_keccak_is_safe_across_threads() -> None:
+    inputs = [bytes([k]) * (100 + k) for k in range(64)]
+    expected = [eth_keccak(d) for d in inputs]
+    with ThreadPoolExecutor(8) as pool:
+        for _ in range(20):
+            assert list(pool.map(signing.keccak256, inputs)) == expected
