@@ -1,0 +1,125 @@
+"""Order-path latency: how long a post, a cancel and the venue's answers take.
+
+Feed latency is already in the data (`recv_ts` is when Amsterdam received each message), so the
+backtest runs on the receive clock and only the order path is modelled. One round trip is drawn
+per request and split evenly: the request reaches the venue after RTT/2 and the answer (ack,
+cancel confirmation, fill notice) comes back after another RTT/2. On the receive clock, what
+happened at the venue at time X shows up in the recorded feed at X + RTT/2 (the feed comes back
+over the same path), so an order sent at t takes part in recorded events from t + RTT on, a
+cancel sent at t stops fills from events at t + RTT on, and fills in between still happen, as live.
+
+Sources of RTTs (`--latency`):
+- `constant:45` (ms; the default, the seed's 40-50 ms Amsterdam -> Polymarket RTT);
+- `journal:<dir or csv>` the trading-executor's CSV journal of a live run: `rtt_us=` on each `ack`
+  line (post round trips) and `cancel_sent` -> `canceled` delays (cancel round trips);
+- `file:<path>` one RTT in milliseconds per line.
+Draws are from a seeded generator, so a run is reproducible.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from polymm.backtest.errors import BacktestInputError
+
+DEFAULT_RTT_MS = 45.0
+_RTT = re.compile(r"rtt_us=(\d+)")
+
+
+@dataclass
+class LatencyModel:
+    post_rtt_ms: list[float]
+    cancel_rtt_ms: list[float]
+    source: str
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+        self._post_const = self.post_rtt_ms[0] if len(self.post_rtt_ms) == 1 else None
+        self._cancel_const = self.cancel_rtt_ms[0] if len(self.cancel_rtt_ms) == 1 else None
+
+    def post_rtt_ns(self) -> int:
+        ms = self._post_const if self._post_const is not None else self._rng.choice(self.post_rtt_ms)
+        return int(ms * 1e6)
+
+    def cancel_rtt_ns(self) -> int:
+        ms = self._cancel_const if self._cancel_const is not None else self._rng.choice(self.cancel_rtt_ms)
+        return int(ms * 1e6)
+
+    def describe(self) -> dict[str, object]:
+        def stats(xs: list[float]) -> dict[str, float]:
+            s = sorted(xs)
+            return {"n": len(s), "p50_ms": s[len(s) // 2], "p99_ms": s[min(len(s) - 1, int(len(s) * 0.99))]}
+
+        return {"source": self.source, "post": stats(self.post_rtt_ms), "cancel": stats(self.cancel_rtt_ms)}
+
+
+def parse_latency(spec: str, seed: int = 0) -> LatencyModel:
+    kind, _, arg = spec.partition(":")
+    if kind == "constant":
+        try:
+            ms = float(arg or DEFAULT_RTT_MS)
+        except ValueError:
+            raise BacktestInputError(f"--latency {spec!r}: constant needs milliseconds, e.g. constant:45") from None
+        if not 0 <= ms < 60_000:
+            raise BacktestInputError(f"--latency {spec!r}: {ms} ms is out of range")
+        return LatencyModel([ms], [ms], f"constant {ms:g} ms RTT", seed)
+    if kind == "journal":
+        post, cancel = from_journal(Path(arg))
+        return LatencyModel(post, cancel or post, f"executor journal {arg}", seed)
+    if kind == "file":
+        values = from_file(Path(arg))
+        return LatencyModel(values, values, f"file {arg}", seed)
+    raise BacktestInputError(f"--latency {spec!r}: use constant:<ms>, journal:<path> or file:<path>")
+
+
+def journal_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(path.glob("*.csv"))
+    return [path]
+
+
+def from_journal(path: Path) -> tuple[list[float], list[float]]:
+    """(post RTTs, cancel RTTs) in ms from the executor's journal (a directory or one CSV)."""
+    files = journal_files(path)
+    if not files or not all(f.is_file() for f in files):
+        raise BacktestInputError(f"--latency journal:{path}: no executor journal CSV there")
+    post: list[float] = []
+    cancel: list[float] = []
+    sent: dict[str, int] = {}
+    for f in files:
+        try:
+            with f.open(newline="", encoding="utf-8") as fh:
+                for row in csv.DictReader(fh):
+                    event = row.get("event", "")
+                    if event == "ack":
+                        m = _RTT.search(row.get("detail") or "")
+                        if m:
+                            post.append(int(m.group(1)) / 1000.0)
+                    elif event == "cancel_sent" and row.get("order_id"):
+                        sent[row["order_id"]] = int(row["ts_ns"])
+                    elif event == "canceled" and row.get("order_id") in sent:
+                        cancel.append((int(row["ts_ns"]) - sent.pop(row["order_id"])) / 1e6)
+        except (OSError, ValueError, csv.Error) as exc:
+            raise BacktestInputError(f"--latency journal: {f}: unreadable ({exc})") from None
+    if not post:
+        raise BacktestInputError(f"--latency journal:{path}: no ack lines with rtt_us (DRY_RUN journal?)")
+    return post, cancel
+
+
+def from_file(path: Path) -> list[float]:
+    try:
+        lines = path.read_text(encoding="utf-8").split()
+    except OSError as exc:
+        raise BacktestInputError(f"--latency file:{path}: {exc.strerror}") from None
+    try:
+        values = [float(x) for x in lines]
+    except ValueError:
+        raise BacktestInputError(f"--latency file:{path}: expected one RTT in ms per line") from None
+    if not values or min(values) < 0:
+        raise BacktestInputError(f"--latency file:{path}: no non-negative RTTs")
+    return values
