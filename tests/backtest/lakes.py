@@ -28,9 +28,13 @@ class LakeRows:
 
     def bbo(self, ts: int, bid: float, ask: float, symbol: str = SYMBOL) -> None:
         self._seq += 1
-        self.rows.append(("binance_bbo", symbol, (ts, 0, symbol, bid, ask, 1.0, 1.0, 0, self._seq, ts - 5 * MS, self._seq)))
+        self.rows.append(
+            ("binance_bbo", symbol, (ts, 0, symbol, bid, ask, 1.0, 1.0, 0, self._seq, ts - 5 * MS, self._seq))
+        )
 
-    def book(self, ts: int, token: str, bids: Iterable[tuple[float, float]], asks: Iterable[tuple[float, float]]) -> None:
+    def book(
+        self, ts: int, token: str, bids: Iterable[tuple[float, float]], asks: Iterable[tuple[float, float]]
+    ) -> None:
         self.rows.append(("polymarket_l2", token, l2_row(ts, token, list(bids), list(asks), ts // MS, "h")))
 
     def trade(self, ts: int, token: str, price: float, size: float, side: str = "SELL") -> None:
@@ -60,11 +64,22 @@ def write_lake(data_dir: Path, rows: LakeRows) -> Path:
 def markets_toml(path: Path, **params: Any) -> Path:
     """One 'BTC above 97,000' market expiring a day after T0, on the test tokens."""
     fields = {
-        "name": "test-above", "condition_id": COND, "yes_token": YES, "no_token": NO,
-        "binance_symbol": SYMBOL, "kind": "above", "strike": 97_000.0, "expiry": T0 // S + 86_400,
-        "tick_size": 0.01, "quote_size": 10, "min_edge": 0.02, "requote_threshold": 0.01,
-        "vol_prior_annual": 0.6, "max_position": 1000, "max_notional": 1000,
-    }  # fmt: skip
+        "name": "test-above",
+        "condition_id": COND,
+        "yes_token": YES,
+        "no_token": NO,
+        "binance_symbol": SYMBOL,
+        "kind": "above",
+        "strike": 97_000.0,
+        "expiry": T0 // S + 86_400,
+        "tick_size": 0.01,
+        "quote_size": 10,
+        "min_edge": 0.02,
+        "requote_threshold": 0.01,
+        "vol_prior_annual": 0.6,
+        "max_position": 1000,
+        "max_notional": 1000,
+    }
     fields.update(params)
     lines = ["[[markets]]"]
     for k, v in fields.items():

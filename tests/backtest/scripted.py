@@ -29,7 +29,9 @@ class Scripted:
     def on_binance_bbo(self, bbo: Any) -> Desired:
         return self._due()
 
-    def on_polymarket_book(self, token_id: str, best_bid: Any, best_ask: Any, levels: Any, ts: int) -> Desired:
+    def on_polymarket_book(
+        self, token_id: str, best_bid: Any, best_ask: Any, levels: Any, ts: int
+    ) -> Desired:
         return {}
 
     def on_fill(self, fill: Any) -> Desired:

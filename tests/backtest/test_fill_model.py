@@ -11,7 +11,7 @@ import pytest
 from polymm.backtest.report import write_outputs
 from polymm.backtest.run import RunOptions, run_backtest
 from tests.backtest import scripted
-from tests.backtest.lakes import MS, NO, S, T0, YES, LakeRows, markets_toml, write_lake
+from tests.backtest.lakes import MS, NO, T0, YES, LakeRows, S, markets_toml, write_lake
 
 BIDS = [(0.48, 100.0), (0.47, 200.0)]
 ASKS = [(0.52, 100.0), (0.53, 50.0)]
@@ -32,9 +32,13 @@ def run(tmp_path: Path, rows: LakeRows, script: list, rtt_ms: float = 10.0) -> t
     scripted.SCRIPT[:] = script
     lake = write_lake(tmp_path / "data", rows)
     opts = RunOptions(
-        lake=str(lake), start_ns=T0, end_ns=T0 + 3600 * S, markets_path=markets_toml(tmp_path / "m.toml"),
-        latency=f"constant:{rtt_ms}", strategy="tests.backtest.scripted:factory",
-    )  # fmt: skip
+        lake=str(lake),
+        start_ns=T0,
+        end_ns=T0 + 3600 * S,
+        markets_path=markets_toml(tmp_path / "m.toml"),
+        latency=f"constant:{rtt_ms}",
+        strategy="tests.backtest.scripted:factory",
+    )
     write_outputs(run_backtest(opts), tmp_path / "out")
     fills = pq.read_table(tmp_path / "out" / "fills.parquet").to_pylist()
     orders = pq.read_table(tmp_path / "out" / "orders.parquet").to_pylist()
@@ -47,7 +51,9 @@ def test_queue_of_100_then_trades_of_60_and_50_fill_10_at_the_second(tmp_path: P
     rows.trade(T0 + 3 * S, YES, 0.48, 50, "SELL")  # 40 more ahead, then 10 for us
     fills, orders = run(tmp_path, rows, [(T0 + 1 * S, {YES: [("BUY", 0.48, 10)]})])
     assert [o["queue_ahead"] for o in orders] == [100.0]
-    assert [(f["ts_ns"], f["price"], f["size"], f["side"]) for f in fills] == [(T0 + 3 * S, 0.48, 10.0, "BUY")]
+    assert [(f["ts_ns"], f["price"], f["size"], f["side"]) for f in fills] == [
+        (T0 + 3 * S, 0.48, 10.0, "BUY")
+    ]
     assert orders[0]["status"] == "filled"
     assert [f.size for _, f in scripted.FILLS] == [10.0]  # the strategy heard of it (on_fill)
 
@@ -81,9 +87,10 @@ def test_cancel_sent_5ms_before_a_fill_still_fills(tmp_path: Path) -> None:
     t_cancel = T0 + 2 * S
     rows.trade(t_cancel + 5 * MS, YES, 0.49, 10, "SELL")  # our 0.49 bid is alone at its level
     fills, orders = run(
-        tmp_path, rows,
+        tmp_path,
+        rows,
         [(T0 + 1 * S, {YES: [("BUY", 0.49, 10)]}), (t_cancel, {YES: []})],
-    )  # fmt: skip
+    )
     assert [(f["ts_ns"], f["size"]) for f in fills] == [(t_cancel + 5 * MS, 10.0)]
     assert orders[0]["cancel_sent_ns"] == t_cancel
     assert orders[0]["status"] == "filled"
@@ -94,9 +101,10 @@ def test_cancel_that_took_effect_prevents_the_fill(tmp_path: Path) -> None:
     t_cancel = T0 + 2 * S
     rows.trade(t_cancel + 11 * MS, YES, 0.49, 10, "SELL")
     fills, orders = run(
-        tmp_path, rows,
+        tmp_path,
+        rows,
         [(T0 + 1 * S, {YES: [("BUY", 0.49, 10)]}), (t_cancel, {YES: []})],
-    )  # fmt: skip
+    )
     assert fills == []
     assert orders[0]["status"] == "canceled" and orders[0]["end_ns"] == t_cancel + 10 * MS
 
@@ -114,6 +122,7 @@ def test_post_crossing_a_book_that_moved_during_its_latency_is_rejected(tmp_path
     rows.book(T0 + 1 * S + 5 * MS, YES, BIDS, [(0.49, 30.0), (0.52, 100.0)])  # before our post lands
     fills, orders = run(tmp_path, rows, [(T0 + 1 * S, {YES: [("BUY", 0.49, 10)]})])
     assert [o["status"] for o in orders] == ["rejected_cross"]
+    assert fills == []
 
 
 @pytest.mark.parametrize(("trade_after_ms", "fills_expected"), [(39, 0), (40, 1)])

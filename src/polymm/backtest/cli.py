@@ -27,35 +27,68 @@ from polymm.service.config import ConfigError, Env
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="polymm-backtest", description=__doc__.splitlines()[0])
-    p.add_argument("--lake", help="lake root: a folder (DATA_DIR/lake) or s3://bucket/prefix "
-                   "(default: s3://$S3_BUCKET/$S3_PREFIX when S3_BUCKET is set)")  # fmt: skip
+    p.add_argument(
+        "--lake",
+        help="lake root: a folder (DATA_DIR/lake) or s3://bucket/prefix "
+        "(default: s3://$S3_BUCKET/$S3_PREFIX when S3_BUCKET is set)",
+    )
     p.add_argument("--markets", help="the executor's MARKETS_CONFIG TOML (default: $MARKETS_CONFIG)")
     p.add_argument("--date", help="one UTC day, YYYY-MM-DD")
     p.add_argument("--start", help="UTC start: YYYY-MM-DD, YYYY-MM-DDTHH, ISO-8601 or unix seconds")
     p.add_argument("--end", help="UTC end (exclusive; a date or hour covers all of it)")
     p.add_argument("--out", default="backtest-out", help="output directory (default backtest-out)")
-    p.add_argument("--latency", default="constant:45",
-                   help="constant:<ms RTT> | journal:<executor journal dir or csv> | file:<ms per line>")  # fmt: skip
+    p.add_argument(
+        "--latency",
+        default="constant:45",
+        help="constant:<ms RTT> | journal:<executor journal dir/csv> | file:<ms per line>",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the latency draws")
-    p.add_argument("--queue-decrease", choices=("proportional", "front", "none"), default="proportional",
-                   help="how an unexplained size decrease at our price moves us up the queue")  # fmt: skip
-    p.add_argument("--trade-window-ms", type=float, default=200.0,
-                   help="a book decrease and a trade this close are one event")  # fmt: skip
-    p.add_argument("--no-book-cross-fills", action="store_true",
-                   help="do not fill when the recorded book's other side reaches our price")  # fmt: skip
+    p.add_argument(
+        "--queue-decrease",
+        choices=("proportional", "front", "none"),
+        default="proportional",
+        help="how an unexplained size decrease at our price moves us up the queue",
+    )
+    p.add_argument(
+        "--trade-window-ms",
+        type=float,
+        default=200.0,
+        help="a book decrease and a trade this close are one event",
+    )
+    p.add_argument(
+        "--no-book-cross-fills",
+        action="store_true",
+        help="do not fill when the recorded book's other side reaches our price",
+    )
     p.add_argument("--maker-fee-bps", type=float, default=0.0, help="maker fee (bps of min(p,1-p) x size)")
     p.add_argument("--maker-rebate-bps", type=float, default=0.0, help="maker rebate, same base")
     p.add_argument("--fee", action="append", default=[], metavar="MARKET=BPS", help="maker fee of one market")
-    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                   help="override a market field (min_edge, quote_size, ...) or StrategyParams field")  # fmt: skip
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a market field (min_edge, quote_size, ...) or StrategyParams field",
+    )
     p.add_argument("--strategy", help="module:factory, called as factory(markets, ctx) (default: reference)")
     p.add_argument("--book-depth", type=int, default=0, help="levels per side passed to the strategy")
-    p.add_argument("--timer-s", type=float, default=None, help="strategy timer (default $STRATEGY_TIMER_SECS or 0.25)")
+    p.add_argument(
+        "--timer-s", type=float, default=None, help="strategy timer (default $STRATEGY_TIMER_SECS or 0.25)"
+    )
     p.add_argument("--allow-missing", action="store_true", help="backtest around missing partitions")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress line on stderr (default: when stderr is a terminal)")  # fmt: skip
-    p.add_argument("--sweep", action="append", default=[], metavar="NAME=V1,V2",
-                   help="parameter grid; each combination (x each of --days) is one job")  # fmt: skip
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress line on stderr (default: when stderr is a terminal)",
+    )
+    p.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2",
+        help="parameter grid; each combination (x each of --days) is one job",
+    )
     p.add_argument("--days", default="", help="comma list of UTC days for --sweep")
     p.add_argument("--jobs", type=int, default=0, help="parallel processes for --sweep (default: CPUs)")
     return p
@@ -104,19 +137,31 @@ def options(args: argparse.Namespace) -> RunOptions:
     except ConfigError as exc:
         raise BacktestInputError(str(exc)) from None
     return RunOptions(
-        lake=lake, start_ns=start, end_ns=end, markets_path=Path(markets), limits=limits,
-        latency=args.latency, seed=args.seed,
+        lake=lake,
+        start_ns=start,
+        end_ns=end,
+        markets_path=Path(markets),
+        limits=limits,
+        latency=args.latency,
+        seed=args.seed,
         fill=FillParams(args.queue_decrease, args.trade_window_ms, not args.no_book_cross_fills),
-        maker_fee_bps=args.maker_fee_bps, maker_rebate_bps=args.maker_rebate_bps, market_fees=fees,
-        overrides=overrides, strategy=args.strategy, allow_missing=args.allow_missing,
+        maker_fee_bps=args.maker_fee_bps,
+        maker_rebate_bps=args.maker_rebate_bps,
+        market_fees=fees,
+        overrides=overrides,
+        strategy=args.strategy,
+        allow_missing=args.allow_missing,
         progress=sys.stderr.isatty() if args.progress is None else args.progress,
-        book_depth=args.book_depth, timer_s=timer_s,
-    )  # fmt: skip
+        book_depth=args.book_depth,
+        timer_s=timer_s,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         opts = options(args)
         out = Path(args.out)
@@ -138,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(terminal_table(summary))
     ev = summary["events"]["total"]
-    print(f"\n{ev} events in {res.wall_s:.2f}s ({ev / max(res.wall_s, 1e-9):,.0f}/s); "
-          f"latency {summary['run']['latency']['source']}")  # fmt: skip
+    print(
+        f"\n{ev} events in {res.wall_s:.2f}s ({ev / max(res.wall_s, 1e-9):,.0f}/s); "
+        f"latency {summary['run']['latency']['source']}"
+    )
     print(f"report: {out / 'report.html'}  fills: {out / 'fills.parquet'}  orders: {out / 'orders.parquet'}")
     return 0

@@ -39,7 +39,9 @@ log = logging.getLogger("polymm.backtest")
 MAX_POST_BATCH = 15  # the gateway's batch size: one post request per 15 orders
 
 # Scheduled work at the same instant: the venue first (what the feed shows at t includes it).
-_ARRIVE, _VENUE_CANCEL, _VENUE_CANCEL_ALL, _ACK, _CANCEL_DONE, _CANCEL_ALL_DONE, _FILL, _PLACE, _PASS_END = range(9)
+_ARRIVE, _VENUE_CANCEL, _VENUE_CANCEL_ALL, _ACK, _CANCEL_DONE, _CANCEL_ALL_DONE, _FILL, _PLACE, _PASS_END = (
+    range(9)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,14 +213,17 @@ class Backtest:
 
     def run_chunk(self, chunk: Chunk) -> None:
         ts, kinds, rows = chunk.ts, chunk.kind, chunk.row
-        bbo, l2, ptr, ev, btr = chunk.bbo, chunk.l2, chunk.ptrades, chunk.events, chunk.btrades
+        bbo, l2, ptr, ev = chunk.bbo, chunk.l2, chunk.ptrades, chunk.events
         c = self.counters
         heap = self._heap
         on_bbo = self._on_bbo
         for i in range(len(ts)):
             t = ts[i]
-            if (heap and heap[0][0] <= t) or self._next_supervise <= t or self._next_timer <= t or (
-                self._next_sample <= t
+            if (
+                (heap and heap[0][0] <= t)
+                or self._next_supervise <= t
+                or self._next_timer <= t
+                or (self._next_sample <= t)
             ):
                 self.advance(t)
             if t > self.now:
@@ -243,10 +248,19 @@ class Backtest:
         self.counters.bbo += 1
         d = cols.cols
         ev = Bbo(
-            cols.part[r], d["sender_recv_ts"][r] or 0, d["exch_ts"][r] or 0, d["txn_ts"][r] or 0,
-            d["update_id"][r] or 0, d["bid"][r], d["bid_qty"][r], d["ask"][r], d["ask_qty"][r],
-            d["relay_seq"][r] or 0, 0, self.now,
-        )  # fmt: skip
+            cols.part[r],
+            d["sender_recv_ts"][r] or 0,
+            d["exch_ts"][r] or 0,
+            d["txn_ts"][r] or 0,
+            d["update_id"][r] or 0,
+            d["bid"][r],
+            d["bid_qty"][r],
+            d["ask"][r],
+            d["ask_qty"][r],
+            d["relay_seq"][r] or 0,
+            0,
+            self.now,
+        )
         self.binance_last_ns = self.now  # engine.on_binance: arrival time
         self._ask(self.adapter.on_binance_bbo, ev)
 
@@ -478,7 +492,9 @@ class Backtest:
         self.positions.apply(fill)
         self.cash += rec.price * size * (1 if side is Side.SELL else -1) - fee
         self.fees_paid += fee
-        self.fills.append(FillRecord(ts, rec.token_id, rec.market, rec.side, rec.price, size, fee, oid, trade_id))
+        self.fills.append(
+            FillRecord(ts, rec.token_id, rec.market, rec.side, rec.price, size, fee, oid, trade_id)
+        )
         o = self.orders.get(oid)
         if o is not None:
             o.matched = round(o.matched + size, 6)
@@ -557,16 +573,26 @@ class Backtest:
             bids = [o.price for o in resting if o.side is Side.BUY]
             asks = [o.price for o in resting if o.side is Side.SELL]
             quotes[token] = (max(bids) if bids else None, min(asks) if asks else None)
-        books = {t: (b.best_bid()[0] if b.bid_px else None, b.best_ask()[0] if b.ask_px else None)
-                 for t, b in self.venue.books.items()}  # fmt: skip
+        books = {
+            t: (b.best_bid()[0] if b.bid_px else None, b.best_ask()[0] if b.ask_px else None)
+            for t, b in self.venue.books.items()
+        }
         for spec in self.specs:
             quoted = any(self.venue.resting.get(t) for t in spec.token_ids)
             ticks = self.uptime_ticks[spec.condition_id]
             ticks[0] += int(quoted)
             ticks[1] += 1
-        self.samples.append({"ts": self.now, "equity": self.cash + marked, "cash": self.cash,
-                             "inventory": inventory, "quotes": quotes, "books": books,
-                             "fair": self._fair_view()})  # fmt: skip
+        self.samples.append(
+            {
+                "ts": self.now,
+                "equity": self.cash + marked,
+                "cash": self.cash,
+                "inventory": inventory,
+                "quotes": quotes,
+                "books": books,
+                "fair": self._fair_view(),
+            }
+        )
 
     def finish(self, end_ns: int) -> None:
         """End of the range: drain what is scheduled, then stop like SIGTERM (cancel everything)."""

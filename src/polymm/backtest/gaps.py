@@ -32,8 +32,13 @@ class Gap:
     detail: str
 
     def as_dict(self) -> dict[str, object]:
-        return {"ts_ns": self.ts_ns, "source": self.source, "kind": self.kind, "key": self.key,
-                "detail": self.detail[:300]}  # fmt: skip
+        return {
+            "ts_ns": self.ts_ns,
+            "source": self.source,
+            "kind": self.kind,
+            "key": self.key,
+            "detail": self.detail[:300],
+        }
 
 
 def detail_of(raw: object) -> dict[str, object]:

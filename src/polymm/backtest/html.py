@@ -13,8 +13,16 @@ W, H, PAD = 900, 220, 40
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf")
 
 
-def _polyline(xs: Sequence[float], ys: Sequence[float | None], x0: float, x1: float, y0: float, y1: float,
-              color: str, step: bool = False) -> str:  # fmt: skip
+def _polyline(
+    xs: Sequence[float],
+    ys: Sequence[float | None],
+    x0: float,
+    x1: float,
+    y0: float,
+    y1: float,
+    color: str,
+    step: bool = False,
+) -> str:
     def px(x: float) -> float:
         return PAD + (x - x0) / ((x1 - x0) or 1) * (W - 2 * PAD)
 
@@ -40,8 +48,9 @@ def _polyline(xs: Sequence[float], ys: Sequence[float | None], x0: float, x1: fl
     )
 
 
-def chart(title: str, ts: Sequence[int], series: Sequence[tuple[str, Sequence[float | None]]],
-          step: bool = False) -> str:  # fmt: skip
+def chart(
+    title: str, ts: Sequence[int], series: Sequence[tuple[str, Sequence[float | None]]], step: bool = False
+) -> str:
     values = [v for _, ys in series for v in ys if v is not None]
     if not ts or not values:
         return f"<h3>{html.escape(title)}</h3><p>no data</p>"
@@ -65,9 +74,11 @@ def chart(title: str, ts: Sequence[int], series: Sequence[tuple[str, Sequence[fl
         f'<text x="{PAD - 4}" y="{PAD + 4}" font-size="11" text-anchor="end">{y1:.4g}</text>'
         f'<text x="{PAD - 4}" y="{H - PAD}" font-size="11" text-anchor="end">{y0:.4g}</text>'
     )
-    return (f"<h3>{html.escape(title)}</h3><div>{legend}</div>"
-            f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}">'
-            f"{axes}{lines}</svg>")  # fmt: skip
+    return (
+        f"<h3>{html.escape(title)}</h3><div>{legend}</div>"
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}">'
+        f"{axes}{lines}</svg>"
+    )
 
 
 def _table(rows: list[list[Any]], head: list[str]) -> str:
@@ -81,8 +92,10 @@ def render(summary: dict[str, Any], samples: list[dict[str, Any]], markets: list
     parts = [chart("Equity (pUSD, marked at mid)", ts, [("equity", [s["equity"] for s in samples])])]
     for m in markets:
         yes, no = m.yes_token, m.no_token
-        inv = [("YES", [s["inventory"].get(yes, 0.0) for s in samples]),
-               ("NO", [s["inventory"].get(no, 0.0) for s in samples])]  # fmt: skip
+        inv = [
+            ("YES", [s["inventory"].get(yes, 0.0) for s in samples]),
+            ("NO", [s["inventory"].get(no, 0.0) for s in samples]),
+        ]
         parts.append(chart(f"{m.name}: inventory (shares)", ts, inv, step=True))
 
         def yes_view(s: dict[str, Any], which: int, yes: str = yes, no: str = no) -> float | None:
@@ -102,15 +115,44 @@ def render(summary: dict[str, Any], samples: list[dict[str, Any]], markets: list
             ("book ask", [s["books"].get(yes, (None, None))[1] for s in samples]),
         ]
         parts.append(chart(f"{m.name}: fair value vs our quotes vs book (YES)", ts, series, step=True))
-    rows = [[name, v["fills"], v["maker_volume_shares"], f"{v['pnl_realised']:.4f}", f"{v['pnl_marked_mid']:.4f}",
-             f"{v['pnl_settled']:.4f}", v["settlement_source"], f"{v['max_drawdown']:.4f}",
-             f"{v['quote_uptime'] * 100:.1f}%", v["orders_posted"], v["orders_canceled"],
-             " / ".join(f"{x:.4f}" for x in v["markout_pusd"].values())]
-            for name, v in summary["markets"].items()]  # fmt: skip
-    table = _table(rows, ["market", "fills", "maker vol", "realised", "marked", "settled", "settled on",
-                          "max DD", "uptime", "posts", "cancels", "markout 1s/5s/30s"])  # fmt: skip
-    gaps = _table([[fmt_ns(g["ts_ns"]), g["source"], g["kind"], g["key"]] for g in summary["gaps"]],
-                  ["time", "source", "kind", "key"])  # fmt: skip
+    rows = [
+        [
+            name,
+            v["fills"],
+            v["maker_volume_shares"],
+            f"{v['pnl_realised']:.4f}",
+            f"{v['pnl_marked_mid']:.4f}",
+            f"{v['pnl_settled']:.4f}",
+            v["settlement_source"],
+            f"{v['max_drawdown']:.4f}",
+            f"{v['quote_uptime'] * 100:.1f}%",
+            v["orders_posted"],
+            v["orders_canceled"],
+            " / ".join(f"{x:.4f}" for x in v["markout_pusd"].values()),
+        ]
+        for name, v in summary["markets"].items()
+    ]
+    table = _table(
+        rows,
+        [
+            "market",
+            "fills",
+            "maker vol",
+            "realised",
+            "marked",
+            "settled",
+            "settled on",
+            "max DD",
+            "uptime",
+            "posts",
+            "cancels",
+            "markout 1s/5s/30s",
+        ],
+    )
+    gaps = _table(
+        [[fmt_ns(g["ts_ns"]), g["source"], g["kind"], g["key"]] for g in summary["gaps"]],
+        ["time", "source", "kind", "key"],
+    )
     meta = html.escape(json.dumps(summary["run"], indent=1, sort_keys=True))
     rate = html.escape(json.dumps(summary["rate_use"], indent=1, sort_keys=True))
     return (

@@ -64,7 +64,9 @@ def parse_latency(spec: str, seed: int = 0) -> LatencyModel:
         try:
             ms = float(arg or DEFAULT_RTT_MS)
         except ValueError:
-            raise BacktestInputError(f"--latency {spec!r}: constant needs milliseconds, e.g. constant:45") from None
+            raise BacktestInputError(
+                f"--latency {spec!r}: constant needs milliseconds, e.g. constant:45"
+            ) from None
         if not 0 <= ms < 60_000:
             raise BacktestInputError(f"--latency {spec!r}: {ms} ms is out of range")
         return LatencyModel([ms], [ms], f"constant {ms:g} ms RTT", seed)

@@ -22,8 +22,13 @@ import pyarrow as pa
 from polymm.backtest.reader import LakeReader, hours_between
 
 EVENTS, BBO, L2, PTRADE, BTRADE = 0, 1, 2, 3, 4
-TABLE_OF = {EVENTS: "collector_events", BBO: "binance_bbo", L2: "polymarket_l2",
-            PTRADE: "polymarket_trades", BTRADE: "binance_trades"}  # fmt: skip
+TABLE_OF = {
+    EVENTS: "collector_events",
+    BBO: "binance_bbo",
+    L2: "polymarket_l2",
+    PTRADE: "polymarket_trades",
+    BTRADE: "binance_trades",
+}
 
 
 @dataclass(slots=True)
@@ -84,7 +89,9 @@ def _columns(tables: Sequence[tuple[str, pa.Table]]) -> tuple[pa.Table, list[str
 
 
 def _plain(table: pa.Table, part: list[str]) -> Columns:
-    return Columns(table.num_rows, part, {name: table.column(name).to_pylist() for name in table.column_names})
+    return Columns(
+        table.num_rows, part, {name: table.column(name).to_pylist() for name in table.column_names}
+    )
 
 
 def _l2(table: pa.Table, part: list[str]) -> L2Rows:
@@ -125,10 +132,16 @@ def read_hour(reader: LakeReader, hour: int, sel: Selection) -> Chunk:
     else:
         ts_l, kind_l, row_l = [], [], []
     return Chunk(
-        hour, ts_l, kind_l, row_l,
-        _plain(*bbo) if bbo else None, _plain(*btr) if btr else None, _l2(*l2) if l2 else None,
-        _plain(*ptr) if ptr else None, _plain(*ev) if ev else None,
-    )  # fmt: skip
+        hour,
+        ts_l,
+        kind_l,
+        row_l,
+        _plain(*bbo) if bbo else None,
+        _plain(*btr) if btr else None,
+        _l2(*l2) if l2 else None,
+        _plain(*ptr) if ptr else None,
+        _plain(*ev) if ev else None,
+    )
 
 
 def chunks(reader: LakeReader, sel: Selection) -> Iterator[Chunk]:

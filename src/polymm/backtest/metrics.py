@@ -100,7 +100,9 @@ def summarize(bt: Backtest, markets: Sequence[MarketConfig]) -> dict[str, Any]:
         tokens = (m.yes_token, m.no_token)
         fills = [f for f in bt.fills if f.token_id in tokens]
         cash = sum(f.price * f.size * (1 if f.side == "SELL" else -1) - f.fee for f in fills)
-        shares = {t: sum(f.size if f.side == "BUY" else -f.size for f in fills if f.token_id == t) for t in tokens}
+        shares = {
+            t: sum(f.size if f.side == "BUY" else -f.size for f in fills if f.token_id == t) for t in tokens
+        }
         prices, source = settlement(bt, m)
         marked = cash + sum(shares[t] * (final_mid(bt, t) or 0.0) for t in tokens)
         settled = cash + sum(shares[t] * prices[t] for t in tokens)
@@ -143,8 +145,10 @@ def summarize(bt: Backtest, markets: Sequence[MarketConfig]) -> dict[str, Any]:
             "pnl_marked_mid": round(sum(v["pnl_marked_mid"] for v in per_market.values()), 6),
             "pnl_settled": round(sum(v["pnl_settled"] for v in per_market.values()), 6),
             "max_drawdown": round(max_drawdown(eq), 6),
-            "markout_pusd": {f"{h}s": round(sum(v["markout_pusd"][f"{h}s"] for v in per_market.values()), 6)
-                             for h in MARKOUTS_S},  # fmt: skip
+            "markout_pusd": {
+                f"{h}s": round(sum(v["markout_pusd"][f"{h}s"] for v in per_market.values()), 6)
+                for h in MARKOUTS_S
+            },
         },
         "rate_use": {
             "orders_posted": c.posts,
@@ -160,9 +164,14 @@ def summarize(bt: Backtest, markets: Sequence[MarketConfig]) -> dict[str, Any]:
             "local_limit_cancels_per_s": bt.cfg.cancels_per_s,
             "held_by_rate_limit": c.rate_limited,
         },
-        "events": {"total": c.events, "binance_bbo": c.bbo, "polymarket_l2": c.l2,
-                   "polymarket_trades": c.ptrades, "binance_trades": c.btrades,
-                   "collector_events": c.collector_events},  # fmt: skip
+        "events": {
+            "total": c.events,
+            "binance_bbo": c.bbo,
+            "polymarket_l2": c.l2,
+            "polymarket_trades": c.ptrades,
+            "binance_trades": c.btrades,
+            "collector_events": c.collector_events,
+        },
         "decisions": c.decisions,
         "risk_rejects": dict(sorted(c.risk_rejects.items())),
         "kills": dict(sorted(c.kills.items())),

@@ -29,14 +29,33 @@ from polymm.lake.schemas import TABLES
 
 # Columns the backtest reads per table, and which of them an older lake may lack (filled in).
 NEEDED: dict[str, tuple[str, ...]] = {
-    "binance_bbo": ("recv_ts", "exch_ts", "bid", "ask", "bid_qty", "ask_qty", "txn_ts", "update_id",
-                    "sender_recv_ts", "relay_seq"),
-    "binance_trades": ("recv_ts", "exch_ts", "price", "qty", "side", "trade_id", "trade_ts", "is_agg",
-                       "sender_recv_ts"),
+    "binance_bbo": (
+        "recv_ts",
+        "exch_ts",
+        "bid",
+        "ask",
+        "bid_qty",
+        "ask_qty",
+        "txn_ts",
+        "update_id",
+        "sender_recv_ts",
+        "relay_seq",
+    ),
+    "binance_trades": (
+        "recv_ts",
+        "exch_ts",
+        "price",
+        "qty",
+        "side",
+        "trade_id",
+        "trade_ts",
+        "is_agg",
+        "sender_recv_ts",
+    ),
     "polymarket_l2": ("recv_ts", "bids", "asks", "exch_ts"),
     "polymarket_trades": ("recv_ts", "price", "size", "side", "exch_ts", "fee_rate_bps"),
     "collector_events": ("recv_ts", "source", "kind", "key", "detail"),
-}  # fmt: skip
+}
 OPTIONAL: dict[str, frozenset[str]] = {
     "binance_bbo": frozenset({"exch_ts", "txn_ts", "update_id", "sender_recv_ts", "relay_seq"}),
     "binance_trades": frozenset({"exch_ts", "trade_ts", "is_agg", "sender_recv_ts"}),
@@ -137,9 +156,7 @@ def _compatible(got: pa.DataType, want: pa.DataType) -> bool:
         return True
     if pa.types.is_dictionary(got):  # dictionary-encoded strings read back as dictionaries
         return _compatible(got.value_type, want)
-    if pa.types.is_large_string(got) and pa.types.is_string(want):
-        return True
-    return False
+    return pa.types.is_large_string(got) and pa.types.is_string(want)
 
 
 def _short(exc: BaseException) -> str:

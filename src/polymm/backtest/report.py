@@ -15,17 +15,37 @@ from polymm.backtest.metrics import MARKOUTS_S, markout, summarize
 from polymm.backtest.run import RunResult
 from polymm.backtest.timerange import fmt_ns
 
-FILLS_SCHEMA = pa.schema([
-    ("ts_ns", pa.int64()), ("token_id", pa.string()), ("market", pa.string()), ("side", pa.string()),
-    ("price", pa.float64()), ("size", pa.float64()), ("fee", pa.float64()), ("order_id", pa.string()),
-    ("trade_id", pa.string()), *[(f"markout_{h}s", pa.float64()) for h in MARKOUTS_S],
-])  # fmt: skip
-ORDERS_SCHEMA = pa.schema([
-    ("order_id", pa.string()), ("token_id", pa.string()), ("market", pa.string()), ("side", pa.string()),
-    ("price", pa.float64()), ("size", pa.float64()), ("sent_ns", pa.int64()), ("rest_ns", pa.int64()),
-    ("end_ns", pa.int64()), ("status", pa.string()), ("filled", pa.float64()), ("queue_ahead", pa.float64()),
-    ("cancel_sent_ns", pa.int64()),
-])  # fmt: skip
+FILLS_SCHEMA = pa.schema(
+    [
+        ("ts_ns", pa.int64()),
+        ("token_id", pa.string()),
+        ("market", pa.string()),
+        ("side", pa.string()),
+        ("price", pa.float64()),
+        ("size", pa.float64()),
+        ("fee", pa.float64()),
+        ("order_id", pa.string()),
+        ("trade_id", pa.string()),
+        *[(f"markout_{h}s", pa.float64()) for h in MARKOUTS_S],
+    ]
+)
+ORDERS_SCHEMA = pa.schema(
+    [
+        ("order_id", pa.string()),
+        ("token_id", pa.string()),
+        ("market", pa.string()),
+        ("side", pa.string()),
+        ("price", pa.float64()),
+        ("size", pa.float64()),
+        ("sent_ns", pa.int64()),
+        ("rest_ns", pa.int64()),
+        ("end_ns", pa.int64()),
+        ("status", pa.string()),
+        ("filled", pa.float64()),
+        ("queue_ahead", pa.float64()),
+        ("cancel_sent_ns", pa.int64()),
+    ]
+)
 
 
 def build_summary(res: RunResult) -> dict[str, Any]:
@@ -61,31 +81,72 @@ def write_outputs(res: RunResult, out: Path) -> dict[str, Any]:
 
 
 def terminal_table(summary: dict[str, Any]) -> str:
-    head = ("market", "fills", "vol", "realised", "marked", "settled", "maxDD", "uptime", "posts", "cxl",
-            "mk1s", "mk5s", "mk30s")  # fmt: skip
+    head = (
+        "market",
+        "fills",
+        "vol",
+        "realised",
+        "marked",
+        "settled",
+        "maxDD",
+        "uptime",
+        "posts",
+        "cxl",
+        "mk1s",
+        "mk5s",
+        "mk30s",
+    )
     rows = []
-    for name, v in list(summary["markets"].items()) + [("TOTAL", None)]:
+    for name, v in [*summary["markets"].items(), ("TOTAL", None)]:
         if v is None:
             t = summary["total"]
-            rows.append((name, t["fills"], f"{t['maker_volume_shares']:g}", f"{t['pnl_realised']:+.4f}",
-                         f"{t['pnl_marked_mid']:+.4f}", f"{t['pnl_settled']:+.4f}", f"{t['max_drawdown']:.4f}",
-                         "", summary["rate_use"]["orders_posted"], summary["rate_use"]["cancels_sent"],
-                         *(f"{t['markout_pusd'][f'{h}s']:+.3f}" for h in MARKOUTS_S)))  # fmt: skip
+            rows.append(
+                (
+                    name,
+                    t["fills"],
+                    f"{t['maker_volume_shares']:g}",
+                    f"{t['pnl_realised']:+.4f}",
+                    f"{t['pnl_marked_mid']:+.4f}",
+                    f"{t['pnl_settled']:+.4f}",
+                    f"{t['max_drawdown']:.4f}",
+                    "",
+                    summary["rate_use"]["orders_posted"],
+                    summary["rate_use"]["cancels_sent"],
+                    *(f"{t['markout_pusd'][f'{h}s']:+.3f}" for h in MARKOUTS_S),
+                )
+            )
             continue
-        rows.append((name[:28], v["fills"], f"{v['maker_volume_shares']:g}", f"{v['pnl_realised']:+.4f}",
-                     f"{v['pnl_marked_mid']:+.4f}", f"{v['pnl_settled']:+.4f}", f"{v['max_drawdown']:.4f}",
-                     f"{v['quote_uptime'] * 100:.1f}%", v["orders_posted"], v["orders_canceled"],
-                     *(f"{v['markout_pusd'][f'{h}s']:+.3f}" for h in MARKOUTS_S)))  # fmt: skip
+        rows.append(
+            (
+                name[:28],
+                v["fills"],
+                f"{v['maker_volume_shares']:g}",
+                f"{v['pnl_realised']:+.4f}",
+                f"{v['pnl_marked_mid']:+.4f}",
+                f"{v['pnl_settled']:+.4f}",
+                f"{v['max_drawdown']:.4f}",
+                f"{v['quote_uptime'] * 100:.1f}%",
+                v["orders_posted"],
+                v["orders_canceled"],
+                *(f"{v['markout_pusd'][f'{h}s']:+.3f}" for h in MARKOUTS_S),
+            )
+        )
     cells = [tuple(str(c) for c in r) for r in [head, *rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(head))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
-             for r in cells]  # fmt: skip
+    lines = [
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
+        for r in cells
+    ]
     lines.insert(1, "-" * len(lines[0]))
     for name, v in summary["markets"].items():
         lines.append(f"{name}: settled on {v['settlement_source']}")
     gaps = summary["gaps"]
-    lines.append(f"gaps crossed: {len(gaps)}" + "".join(
-        f"\n  {fmt_ns(g['ts_ns'])} {g['source']} {g['kind']} {g['key']}" for g in gaps[:20]))  # fmt: skip
+    lines.append(
+        f"gaps crossed: {len(gaps)}"
+        + "".join(f"\n  {fmt_ns(g['ts_ns'])} {g['source']} {g['kind']} {g['key']}" for g in gaps[:20])
+    )
     if len(gaps) > 20:
         lines.append(f"  ... {len(gaps) - 20} more in summary.json")
     return "\n".join(lines)

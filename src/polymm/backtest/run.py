@@ -72,14 +72,17 @@ def load_config(opts: RunOptions) -> tuple[list[MarketConfig], StrategyParams]:
         raise BacktestInputError(f"unknown strategy parameter(s): {', '.join(sorted(unknown))}")
     if market_over:
         try:
-            markets = [msgspec.convert({**msgspec.structs.asdict(m), **market_over}, MarketConfig)
-                       for m in markets]  # fmt: skip
+            markets = [
+                msgspec.convert({**msgspec.structs.asdict(m), **market_over}, MarketConfig) for m in markets
+            ]
         except msgspec.ValidationError as exc:
             raise BacktestInputError(f"strategy parameter: {exc}") from None
     return markets, replace(StrategyParams(), **param_over)
 
 
-def build_adapter(opts: RunOptions, markets: list[MarketConfig], params: StrategyParams, bt_clock: Any) -> Any:
+def build_adapter(
+    opts: RunOptions, markets: list[MarketConfig], params: StrategyParams, bt_clock: Any
+) -> Any:
     ctx = StrategyContext()
     if opts.strategy:
         module, _, name = opts.strategy.partition(":")
@@ -116,7 +119,9 @@ def check_partitions(reader: LakeReader, sel: Selection) -> tuple[list[int], lis
 def run_backtest(opts: RunOptions) -> RunResult:
     started = time.monotonic()
     if opts.end_ns <= opts.start_ns:
-        raise BacktestInputError(f"empty range: end {fmt_ns(opts.end_ns)} is not after start {fmt_ns(opts.start_ns)}")
+        raise BacktestInputError(
+            f"empty range: end {fmt_ns(opts.end_ns)} is not after start {fmt_ns(opts.start_ns)}"
+        )
     markets, params = load_config(opts)
     specs = [market_spec(m) for m in markets]
     latency = parse_latency(opts.latency, opts.seed)
@@ -127,8 +132,9 @@ def run_backtest(opts: RunOptions) -> RunResult:
     unknown = set(opts.market_fees) - {m.name for m in markets}
     if unknown:
         raise BacktestInputError(f"--fee names no market in the markets file: {', '.join(sorted(unknown))}")
-    cfg = EngineConfig(markets=markets, limits=opts.limits, latency=latency, fill=opts.fill, fees=fees,
-                       timer_s=opts.timer_s)  # fmt: skip
+    cfg = EngineConfig(
+        markets=markets, limits=opts.limits, latency=latency, fill=opts.fill, fees=fees, timer_s=opts.timer_s
+    )
     holder: dict[str, Backtest] = {}
     adapter = build_adapter(opts, markets, params, lambda: holder["bt"].now)
     bt = holder["bt"] = Backtest(cfg, adapter, specs)
@@ -165,8 +171,12 @@ def run_backtest(opts: RunOptions) -> RunResult:
     bt.finish(min(opts.end_ns, bt.now + 1_000_000_000))  # the data ends here, not the range
     if progress is not None:
         progress.done(bt.counters.events)
-    read = {"files": reader.stats.files, "rows": reader.stats.rows, "missing_partitions": missing,
-            "columns_filled": reader.stats.filled}  # fmt: skip
+    read = {
+        "files": reader.stats.files,
+        "rows": reader.stats.rows,
+        "missing_partitions": missing,
+        "columns_filled": reader.stats.filled,
+    }
     return RunResult(opts, bt, markets, read, time.monotonic() - started)
 
 
@@ -187,11 +197,15 @@ class _Progress:
         frac = min(1.0, max(0.0, (ts - self.start) / self.span))
         bar = "#" * int(frac * 30)
         end = "\r" if self.tty else "\n"
-        sys.stderr.write(f"backtest [{bar:<30}] {frac * 100:5.1f}% at {fmt_ns(ts)}  {now - self.t0:6.1f}s{end}")
+        sys.stderr.write(
+            f"backtest [{bar:<30}] {frac * 100:5.1f}% at {fmt_ns(ts)}  {now - self.t0:6.1f}s{end}"
+        )
         sys.stderr.flush()
 
     def done(self, events: int) -> None:
         took = time.monotonic() - self.t0
-        sys.stderr.write(f"backtest [{'#' * 30}] 100.0%  {events} events in {took:.1f}s "
-                         f"({events / max(took, 1e-9):,.0f}/s)\n")  # fmt: skip
+        sys.stderr.write(
+            f"backtest [{'#' * 30}] 100.0%  {events} events in {took:.1f}s "
+            f"({events / max(took, 1e-9):,.0f}/s)\n"
+        )
         sys.stderr.flush()

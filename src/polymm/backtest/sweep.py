@@ -41,7 +41,9 @@ def parse_grid(specs: list[str]) -> dict[str, list[Any]]:
     return grid
 
 
-def cells(base: RunOptions, grid: dict[str, list[Any]], days: list[str]) -> list[tuple[dict[str, Any], RunOptions]]:
+def cells(
+    base: RunOptions, grid: dict[str, list[Any]], days: list[str]
+) -> list[tuple[dict[str, Any], RunOptions]]:
     names = sorted(grid)
     ranges = [(base.start_ns, base.end_ns, "")]
     if days:
@@ -51,8 +53,18 @@ def cells(base: RunOptions, grid: dict[str, list[Any]], days: list[str]) -> list
         params = dict(zip(names, values, strict=True))
         for start, end, day in ranges:
             label = dict(params, **({"day": day} if day else {}))
-            out.append((label, replace(base, start_ns=start, end_ns=end, overrides={**base.overrides, **params},
-                                       progress=False)))  # fmt: skip
+            out.append(
+                (
+                    label,
+                    replace(
+                        base,
+                        start_ns=start,
+                        end_ns=end,
+                        overrides={**base.overrides, **params},
+                        progress=False,
+                    ),
+                )
+            )
     return out
 
 
@@ -67,14 +79,24 @@ def _run_cell(args: tuple[int, RunOptions, str]) -> dict[str, Any]:
         return {"cell": index, "error": str(exc)}
     summary = write_outputs(res, Path(out))
     t = summary["total"]
-    return {"cell": index, "fills": t["fills"], "volume": t["maker_volume_shares"],
-            "pnl_realised": t["pnl_realised"], "pnl_marked_mid": t["pnl_marked_mid"],
-            "pnl_settled": t["pnl_settled"], "max_drawdown": t["max_drawdown"],
-            "markout_5s": t["markout_pusd"]["5s"], "orders": summary["rate_use"]["orders_posted"],
-            "events": summary["events"]["total"], "wall_s": round(res.wall_s, 3)}  # fmt: skip
+    return {
+        "cell": index,
+        "fills": t["fills"],
+        "volume": t["maker_volume_shares"],
+        "pnl_realised": t["pnl_realised"],
+        "pnl_marked_mid": t["pnl_marked_mid"],
+        "pnl_settled": t["pnl_settled"],
+        "max_drawdown": t["max_drawdown"],
+        "markout_5s": t["markout_pusd"]["5s"],
+        "orders": summary["rate_use"]["orders_posted"],
+        "events": summary["events"]["total"],
+        "wall_s": round(res.wall_s, 3),
+    }
 
 
-def run_sweep(base: RunOptions, grid: dict[str, list[Any]], days: list[str], out: Path, jobs: int) -> list[dict[str, Any]]:
+def run_sweep(
+    base: RunOptions, grid: dict[str, list[Any]], days: list[str], out: Path, jobs: int
+) -> list[dict[str, Any]]:
     todo = cells(base, grid, days)
     out.mkdir(parents=True, exist_ok=True)
     args = [(i, opts, str(out / f"cell-{i:03d}")) for i, (_, opts) in enumerate(todo)]

@@ -25,7 +25,7 @@ def parse_time(text: str, *, end: bool = False, option: str = "--start") -> int:
             seconds = float(value)
             if not 1e9 <= seconds <= 1e10:
                 raise ValueError("unix seconds expected")
-            return int(round(seconds * 1e9))
+            return round(seconds * 1e9)
         t = datetime.fromisoformat(value.replace("Z", "+00:00"))
         if t.tzinfo is None:
             t = t.replace(tzinfo=UTC)

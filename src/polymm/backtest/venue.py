@@ -36,9 +36,20 @@ class FillParams:
 
 class SimOrder:
     __slots__ = (
-        "ahead", "cancel_at", "credit", "credit_ns", "order_id", "price", "queue0", "remaining", "rest_ns",
-        "shown", "side", "size", "token_id",
-    )  # fmt: skip
+        "ahead",
+        "cancel_at",
+        "credit",
+        "credit_ns",
+        "order_id",
+        "price",
+        "queue0",
+        "remaining",
+        "rest_ns",
+        "shown",
+        "side",
+        "size",
+        "token_id",
+    )
 
     def __init__(self, order_id: str, token_id: str, side: Side, price: float, size: float) -> None:
         self.order_id = order_id
@@ -84,8 +95,10 @@ class Book:
         return None
 
     def top(self, n: int = 10) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
-        return (list(zip(self.bid_px[:n], self.bid_sz[:n], strict=True)),
-                list(zip(self.ask_px[:n], self.ask_sz[:n], strict=True)))  # fmt: skip
+        return (
+            list(zip(self.bid_px[:n], self.bid_sz[:n], strict=True)),
+            list(zip(self.ask_px[:n], self.ask_sz[:n], strict=True)),
+        )
 
     def size_at(self, side: Side, price: float) -> float:
         px, sz = (self.bid_px, self.bid_sz) if side is Side.BUY else (self.ask_px, self.ask_sz)
