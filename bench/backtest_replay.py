@@ -66,12 +66,25 @@ def synth_hour(root: Path, hour: int, bbo_rate: float, l2_rate: float, rng: np.r
     ts = np.sort(start + rng.integers(0, NS_PER_HOUR, n))
     mid = 97_000 + np.cumsum(rng.normal(0, 2.0, n))
     zeros = np.zeros(n, np.int64)
-    _write(root, "binance_bbo", SYMBOL, hour, {
-        "recv_ts": ts, "exch_ts": zeros, "symbol": [SYMBOL] * n, "bid": mid - 0.5, "ask": mid + 0.5,
-        "bid_qty": rng.uniform(0.1, 3, n), "ask_qty": rng.uniform(0.1, 3, n), "txn_ts": zeros,
-        "update_id": np.arange(n, dtype=np.int64) + hour * 10**8, "sender_recv_ts": ts - 5_000_000,
-        "relay_seq": np.arange(n, dtype=np.int64),
-    })  # fmt: skip
+    _write(
+        root,
+        "binance_bbo",
+        SYMBOL,
+        hour,
+        {
+            "recv_ts": ts,
+            "exch_ts": zeros,
+            "symbol": [SYMBOL] * n,
+            "bid": mid - 0.5,
+            "ask": mid + 0.5,
+            "bid_qty": rng.uniform(0.1, 3, n),
+            "ask_qty": rng.uniform(0.1, 3, n),
+            "txn_ts": zeros,
+            "update_id": np.arange(n, dtype=np.int64) + hour * 10**8,
+            "sender_recv_ts": ts - 5_000_000,
+            "relay_seq": np.arange(n, dtype=np.int64),
+        },
+    )
     total = n
     for yes, no in tokens():
         m = int(l2_rate * 3600)
@@ -82,19 +95,40 @@ def synth_hour(root: Path, hour: int, bbo_rate: float, l2_rate: float, rng: np.r
             bids = (bid_t[:, None] - steps[None, :]) / 100.0
             asks = (bid_t[:, None] + 3 + steps[None, :]) / 100.0
             sizes = rng.uniform(10, 500, (m, LEVELS)).round(2)
-            _write(root, "polymarket_l2", token, hour, {
-                "recv_ts": lts, "token_id": [token] * m, "bids": _levels(bids, sizes),
-                "asks": _levels(asks, sizes[:, ::-1].copy()), "exch_ts": lts // 1_000_000, "hash": ["h"] * m,
-            })  # fmt: skip
+            _write(
+                root,
+                "polymarket_l2",
+                token,
+                hour,
+                {
+                    "recv_ts": lts,
+                    "token_id": [token] * m,
+                    "bids": _levels(bids, sizes),
+                    "asks": _levels(asks, sizes[:, ::-1].copy()),
+                    "exch_ts": lts // 1_000_000,
+                    "hash": ["h"] * m,
+                },
+            )
             k = max(1, m // 2)
             tts = np.sort(start + rng.integers(0, NS_PER_HOUR, k))
             idx = np.searchsorted(lts, tts).clip(0, m - 1)
             sell = rng.random(k) < 0.5
             price = np.where(sell, bid_t[idx], bid_t[idx] + 3) / 100.0
-            _write(root, "polymarket_trades", token, hour, {
-                "recv_ts": tts, "token_id": [token] * k, "price": price, "size": rng.uniform(5, 200, k).round(2),
-                "side": np.where(sell, "SELL", "BUY").tolist(), "exch_ts": tts // 1_000_000, "fee_rate_bps": ["0"] * k,
-            })  # fmt: skip
+            _write(
+                root,
+                "polymarket_trades",
+                token,
+                hour,
+                {
+                    "recv_ts": tts,
+                    "token_id": [token] * k,
+                    "price": price,
+                    "size": rng.uniform(5, 200, k).round(2),
+                    "side": np.where(sell, "SELL", "BUY").tolist(),
+                    "exch_ts": tts // 1_000_000,
+                    "fee_rate_bps": ["0"] * k,
+                },
+            )
             total += m + k
     return total
 
@@ -103,10 +137,21 @@ def write_markets(path: Path, hours: int) -> Path:
     expiry = (T0_HOUR + hours + 24) * 3600
     lines = []
     for i, (yes, no) in enumerate(tokens()):
-        lines += ["[[markets]]", f'name = "bench-{i}"', f'condition_id = "0x{i:064x}"', f'yes_token = "{yes}"',
-                  f'no_token = "{no}"', f'binance_symbol = "{SYMBOL}"', 'kind = "above"',
-                  f"strike = {96_900 + 50 * i}", f"expiry = {expiry}", "min_edge = 0.02", "quote_size = 10",
-                  "max_position = 1000", "max_notional = 1000"]  # fmt: skip
+        lines += [
+            "[[markets]]",
+            f'name = "bench-{i}"',
+            f'condition_id = "0x{i:064x}"',
+            f'yes_token = "{yes}"',
+            f'no_token = "{no}"',
+            f'binance_symbol = "{SYMBOL}"',
+            'kind = "above"',
+            f"strike = {96_900 + 50 * i}",
+            f"expiry = {expiry}",
+            "min_edge = 0.02",
+            "quote_size = 10",
+            "max_position = 1000",
+            "max_notional = 1000",
+        ]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -140,20 +185,39 @@ def phase_replay(root: Path, hours: int) -> dict[str, Any]:
 def phase_backtest(root: Path, hours: int, markets: Path) -> dict[str, Any]:
     from polymm.backtest.run import RunOptions, run_backtest
 
-    opts = RunOptions(lake=str(root), start_ns=T0_HOUR * NS_PER_HOUR, end_ns=(T0_HOUR + hours) * NS_PER_HOUR,
-                      markets_path=markets, overrides={"max_fair_deviation": None})  # fmt: skip
+    opts = RunOptions(
+        lake=str(root),
+        start_ns=T0_HOUR * NS_PER_HOUR,
+        end_ns=(T0_HOUR + hours) * NS_PER_HOUR,
+        markets_path=markets,
+        overrides={"max_fair_deviation": None},
+    )
     started = time.perf_counter()
     res = run_backtest(opts)
     took = time.perf_counter() - started
     c = res.bt.counters
-    return {"events": c.events, "s": took, "events_per_s": c.events / took, "fills": len(res.bt.fills),
-            "orders": c.posts, "decisions": c.decisions}  # fmt: skip
+    return {
+        "events": c.events,
+        "s": took,
+        "events_per_s": c.events / took,
+        "fills": len(res.bt.fills),
+        "orders": c.posts,
+        "decisions": c.decisions,
+    }
 
 
 def phase_hftbacktest(root: Path, hours: int) -> dict[str, Any]:
     try:
-        from hftbacktest import (BUY_EVENT, DEPTH_EVENT, EXCH_EVENT, LOCAL_EVENT, SELL_EVENT, TRADE_EVENT,
-                                 BacktestAsset, HashMapMarketDepthBacktest)  # fmt: skip
+        from hftbacktest import (
+            BUY_EVENT,
+            DEPTH_EVENT,
+            EXCH_EVENT,
+            LOCAL_EVENT,
+            SELL_EVENT,
+            TRADE_EVENT,
+            BacktestAsset,
+            HashMapMarketDepthBacktest,
+        )
         from hftbacktest.types import event_dtype
         from numba import njit
     except ImportError as exc:
@@ -191,9 +255,18 @@ def phase_hftbacktest(root: Path, hours: int) -> dict[str, Any]:
                 parts.append(a)
     data = np.concatenate(parts)
     data = data[np.argsort(data["local_ts"], kind="stable")]
-    asset = (BacktestAsset().data([data]).linear_asset(1.0).constant_latency(22_500_000, 22_500_000)
-             .risk_adverse_queue_model().no_partial_fill_exchange().trading_value_fee_model(0.0, 0.0)
-             .tick_size(0.00001).lot_size(0.01).last_trades_capacity(0))  # fmt: skip
+    asset = (
+        BacktestAsset()
+        .data([data])
+        .linear_asset(1.0)
+        .constant_latency(22_500_000, 22_500_000)
+        .risk_adverse_queue_model()
+        .no_partial_fill_exchange()
+        .trading_value_fee_model(0.0, 0.0)
+        .tick_size(0.00001)
+        .lot_size(0.01)
+        .last_trades_capacity(0)
+    )
 
     @njit
     def replay(hbt: Any) -> int:
@@ -202,10 +275,19 @@ def phase_hftbacktest(root: Path, hours: int) -> dict[str, Any]:
             n += 1
         return n
 
-    warm = HashMapMarketDepthBacktest([BacktestAsset().data([data[:1000]]).linear_asset(1.0)
-                                       .constant_latency(0, 0).risk_adverse_queue_model()
-                                       .no_partial_fill_exchange().trading_value_fee_model(0.0, 0.0)
-                                       .tick_size(0.00001).lot_size(0.01)])  # fmt: skip
+    warm = HashMapMarketDepthBacktest(
+        [
+            BacktestAsset()
+            .data([data[:1000]])
+            .linear_asset(1.0)
+            .constant_latency(0, 0)
+            .risk_adverse_queue_model()
+            .no_partial_fill_exchange()
+            .trading_value_fee_model(0.0, 0.0)
+            .tick_size(0.00001)
+            .lot_size(0.01)
+        ]
+    )
     replay(warm)  # JIT compile outside the timing
     hbt = HashMapMarketDepthBacktest([asset])
     started = time.perf_counter()
@@ -229,8 +311,18 @@ def child(args: argparse.Namespace) -> None:
 
 
 def run_child(phase: str, root: Path, hours: int, markets: Path) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--phase", phase, "--root", str(root), "--hours", str(hours),
-           "--markets", str(markets)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        __file__,
+        "--phase",
+        phase,
+        "--root",
+        str(root),
+        "--hours",
+        str(hours),
+        "--markets",
+        str(markets),
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if res.returncode != 0:
         return {

@@ -40,7 +40,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--latency",
         default="constant:45",
-        help="constant:<ms RTT> | journal:<executor journal dir/csv> | file:<ms per line>",
+        help="constant:<ms RTT> | journal:<executor journal> | replay:<journal> | file:<ms per line>",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the latency draws")
     p.add_argument(
@@ -59,6 +59,11 @@ def parser() -> argparse.ArgumentParser:
         "--no-book-cross-fills",
         action="store_true",
         help="do not fill when the recorded book's other side reaches our price",
+    )
+    p.add_argument(
+        "--own-orders-in-book",
+        action="store_true",
+        help="the lake was recorded while this account quoted: its own size is not queue ahead",
     )
     p.add_argument("--maker-fee-bps", type=float, default=0.0, help="maker fee (bps of min(p,1-p) x size)")
     p.add_argument("--maker-rebate-bps", type=float, default=0.0, help="maker rebate, same base")
@@ -144,7 +149,9 @@ def options(args: argparse.Namespace) -> RunOptions:
         limits=limits,
         latency=args.latency,
         seed=args.seed,
-        fill=FillParams(args.queue_decrease, args.trade_window_ms, not args.no_book_cross_fills),
+        fill=FillParams(
+            args.queue_decrease, args.trade_window_ms, not args.no_book_cross_fills, args.own_orders_in_book
+        ),
         maker_fee_bps=args.maker_fee_bps,
         maker_rebate_bps=args.maker_rebate_bps,
         market_fees=fees,

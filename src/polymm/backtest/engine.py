@@ -366,7 +366,7 @@ class Backtest:
                 self.counters.rate_limited += len(diff.cancel)
                 self._at(now + 100_000_000, _PASS_END, None)  # the loop backs off, then retries
                 return
-            rtt = self.cfg.latency.cancel_rtt_ns()
+            rtt = self.cfg.latency.cancel_rtt_ns(len(batch))
             for o in batch:
                 o.state = OrderState.CANCELING
                 rec = self.records[o.order_id]
@@ -399,7 +399,7 @@ class Backtest:
         if not approved:
             self._end_pass()
             return
-        rtt = self.cfg.latency.post_rtt_ns()
+        rtt = self.cfg.latency.post_rtt_ns(len(approved))
         ids = []
         for q in approved:
             self._next_id += 1

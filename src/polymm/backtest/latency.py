@@ -12,7 +12,10 @@ Sources of RTTs (`--latency`):
 - `constant:45` (ms; the default, the seed's 40-50 ms Amsterdam -> Polymarket RTT);
 - `journal:<dir or csv>` the trading-executor's CSV journal of a live run: `rtt_us=` on each `ack`
   line (post round trips) and `cancel_sent` -> `canceled` delays (cancel round trips);
-- `file:<path>` one RTT in milliseconds per line.
+- `file:<path>` one RTT in milliseconds per line;
+- `replay:<dir or csv>` the journal's RTTs in the order they happened, one per order (a batch
+  takes its orders' entries and the first one's RTT): a backtest of the very session the journal
+  comes from then sees the same slow posts where live did (used by the fidelity test).
 Draws are from a seeded generator, so a run is reproducible.
 """
 
@@ -36,17 +39,25 @@ class LatencyModel:
     cancel_rtt_ms: list[float]
     source: str
     seed: int = 0
+    sequential: bool = False
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
+        self._post_i = self._cancel_i = 0
         self._post_const = self.post_rtt_ms[0] if len(self.post_rtt_ms) == 1 else None
         self._cancel_const = self.cancel_rtt_ms[0] if len(self.cancel_rtt_ms) == 1 else None
 
-    def post_rtt_ns(self) -> int:
+    def post_rtt_ns(self, orders: int = 1) -> int:
+        if self.sequential:
+            i, self._post_i = self._post_i, self._post_i + orders
+            return int(self.post_rtt_ms[min(i, len(self.post_rtt_ms) - 1)] * 1e6)
         ms = self._post_const if self._post_const is not None else self._rng.choice(self.post_rtt_ms)
         return int(ms * 1e6)
 
-    def cancel_rtt_ns(self) -> int:
+    def cancel_rtt_ns(self, orders: int = 1) -> int:
+        if self.sequential:
+            i, self._cancel_i = self._cancel_i, self._cancel_i + orders
+            return int(self.cancel_rtt_ms[min(i, len(self.cancel_rtt_ms) - 1)] * 1e6)
         ms = self._cancel_const if self._cancel_const is not None else self._rng.choice(self.cancel_rtt_ms)
         return int(ms * 1e6)
 
@@ -73,10 +84,15 @@ def parse_latency(spec: str, seed: int = 0) -> LatencyModel:
     if kind == "journal":
         post, cancel = from_journal(Path(arg))
         return LatencyModel(post, cancel or post, f"executor journal {arg}", seed)
+    if kind == "replay":
+        post, cancel = from_journal(Path(arg))
+        return LatencyModel(post, cancel or post, f"executor journal {arg}, in order", seed, sequential=True)
     if kind == "file":
         values = from_file(Path(arg))
         return LatencyModel(values, values, f"file {arg}", seed)
-    raise BacktestInputError(f"--latency {spec!r}: use constant:<ms>, journal:<path> or file:<path>")
+    raise BacktestInputError(
+        f"--latency {spec!r}: use constant:<ms>, journal:<path>, replay:<path> or file:<path>"
+    )
 
 
 def journal_files(path: Path) -> list[Path]:

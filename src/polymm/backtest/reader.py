@@ -24,7 +24,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from polymm.backtest.errors import BacktestInputError
-from polymm.lake.partition import PartKey, data_number
+from polymm.lake.partition import NS_PER_HOUR, PartKey, data_number
 from polymm.lake.schemas import TABLES
 
 # Columns the backtest reads per table, and which of them an older lake may lack (filled in).
@@ -103,14 +103,15 @@ class LakeReader:
         if not paths:
             self.stats.missing.append(key.dir)
             return None
-        parts = [self._read_file(table, p) for p in paths]
+        whole = self.start_ns <= hour * NS_PER_HOUR and (hour + 1) * NS_PER_HOUR <= self.end_ns
+        parts = [self._read_file(table, p, whole) for p in paths]
         out = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
         if len(parts) > 1:  # a restart mid-hour gives data_001 etc.; merge back into recv order
             out = out.take(pc.sort_indices(out, [("recv_ts", "ascending")]))
         self.stats.rows += out.num_rows
         return out
 
-    def _read_file(self, table: str, path: str) -> pa.Table:
+    def _read_file(self, table: str, path: str, whole_hour: bool = False) -> pa.Table:
         name = self._display(path)
         needed, optional = NEEDED[table], OPTIONAL[table]
         try:
@@ -133,7 +134,12 @@ class LakeReader:
             got = schema.field(column).type
             if not _compatible(got, want):
                 raise BacktestInputError(f"{name}: column {column} is {got}, expected {want} (older lake?)")
-        rng = (ds.field("recv_ts") >= self.start_ns) & (ds.field("recv_ts") < self.end_ns)
+        # An hour inside the range needs no row filter (the collector partitions by recv_ts hour).
+        rng = (
+            None
+            if whole_hour
+            else (ds.field("recv_ts") >= self.start_ns) & (ds.field("recv_ts") < self.end_ns)
+        )
         try:
             data = fragment.to_table(columns=present, filter=rng, schema=schema)
         except (OSError, pa.ArrowException) as exc:
@@ -143,7 +149,9 @@ class LakeReader:
             typ = expected.field(column).type
             data = data.append_column(column, pa.nulls(data.num_rows, typ))
         self.stats.files += 1
-        return data.select(list(needed)).cast(pa.schema([expected.field(c) for c in needed]))
+        want = pa.schema([expected.field(c) for c in needed])
+        data = data.select(list(needed))
+        return data if data.schema.equals(want) else data.cast(want)
 
     def _display(self, path: str) -> str:
         if self.root.startswith("s3://"):

@@ -14,6 +14,8 @@ virtually:
   takes all of it from ahead, "none" ignores it. The queue ahead is never more than the size
   shown. A decrease seen in the book and the trade that caused it (either order of arrival,
   within `trade_window_ms`) are counted once.
+With `own_orders_in_book` (a lake recorded while the same strategy traded live) the size of our
+own orders is taken out of the shown size before any of this.
 Fills are at our price (we are the maker). Which recorded trades hit bids and which lift asks
 comes from the trade's taker `side` (SELL hits bids, BUY lifts asks).
 """
@@ -32,6 +34,9 @@ class FillParams:
     queue_decrease: str = "proportional"  # proportional | front | none
     trade_window_ms: float = 200.0
     book_cross_fills: bool = True
+    # The lake was recorded while this account quoted (the recorded book shows our own orders):
+    # our own resting size at a price is not queue ahead of us.
+    own_orders_in_book: bool = False
 
 
 class SimOrder:
@@ -138,7 +143,7 @@ class Venue:
         book = self.book(o.token_id)
         if book.crosses(o.side, o.price):
             return False
-        o.ahead = o.shown = o.queue0 = book.size_at(o.side, o.price)
+        o.ahead = o.shown = o.queue0 = self._shown(book, o, o.remaining)
         o.rest_ns = now
         self.resting.setdefault(o.token_id, []).append(o)
         self.by_id[o.order_id] = o
@@ -171,7 +176,7 @@ class Venue:
             if self.params.book_cross_fills and book.crosses(o.side, o.price):
                 fills.append(self._fill(o, o.remaining))
                 continue
-            shown = book.size_at(o.side, o.price)
+            shown = self._shown(book, o, 0.0)
             before = o.ahead
             if shown < o.shown - _EPS:
                 d = o.shown - shown  # not explained by a trade yet
@@ -216,6 +221,17 @@ class Venue:
                 fills.append(self._fill(o, take))
             o.ahead = max(0.0, o.ahead)
         return fills
+
+    def _shown(self, book: Book, o: SimOrder, extra: float) -> float:
+        shown = book.size_at(o.side, o.price)
+        if not self.params.own_orders_in_book:
+            return shown
+        own = extra + sum(
+            x.remaining
+            for x in self.resting.get(o.token_id, ())
+            if x.side is o.side and abs(x.price - o.price) < _EPS
+        )
+        return max(0.0, shown - own)
 
     def _fill(self, o: SimOrder, size: float) -> Fill:
         size = round(min(size, o.remaining), 6)
