@@ -6,7 +6,8 @@ services between them, with mutual-TLS certificates made by scripts/generate-cer
   production: binance-sender -> trading-executor -> local CLOB (quotes move with Binance; live
               orders against the local CLOB, signed with a throwaway key)
   relay view: binance-sender -> relay-monitor (prints each event with its per-hop latency)
-  collection: binance-collector (sender with trades) -> data-collector -> S3
+  collection: binance-collector (sender with trades) -> data-collector -> S3, with the CLOB's market
+              channel for the executor's market (so `polymm-backtest` can replay it)
 Stops everything with SIGTERM, as systemd would, checks each process exited cleanly, then lists
 the Parquet objects in S3 and prints a few rows read back from them.
 """
@@ -33,8 +34,6 @@ DATA = ROOT / "demo-data"
 BUCKET = "marketdata-backtest"
 REGION = "eu-central-1"
 MARKET = ("0x" + "5f" * 32, "7" * 76, "8" * 76)  # condition id, YES token, NO token on the local CLOB
-TOKENS = ["71321045679252212594626385532706912750332728571942532289631379312455583992563",
-          "48331043336612883890938759509493159234755048973500640148014422747788308965732"]  # fmt: skip
 # Throwaway credentials for the local S3 server only; real ones come from Ansible Vault.
 S3_ENV = {"AWS_ACCESS_KEY_ID": "demo", "AWS_SECRET_ACCESS_KEY": "demo", "AWS_DEFAULT_REGION": REGION}
 
@@ -141,6 +140,10 @@ def show_lake(endpoint: str) -> None:
             print("  ", row)
     print("\nA researcher reads a day with:\n  pyarrow.dataset.dataset("
           "'s3://marketdata-backtest/binance/bbo/', partitioning='hive')\n")  # fmt: skip
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    lake = DATA / "collector" / "lake"
+    print(f"Backtest what was just collected:\n  .venv/bin/polymm-backtest --lake {lake} "
+          f"--markets {DATA / 'markets.toml'} --date {day}\n")  # fmt: skip
 
 
 async def main(seconds: float) -> int:
@@ -149,7 +152,7 @@ async def main(seconds: float) -> int:
     certs = make_certs()
     if (DATA / "collector").exists():
         shutil.rmtree(DATA / "collector")
-    ports = {name: free_port() for name in ("binance", "polymarket", "s3", "relay", "collector", "executor",
+    ports = {name: free_port() for name in ("binance", "s3", "relay", "collector", "executor",
                                             "clob", "clob_ws")}  # fmt: skip
     markets = write_markets()
     py = sys.executable
@@ -168,8 +171,6 @@ async def main(seconds: float) -> int:
     for name, args, env in [
         ("binance-sim", [py, "-m", "polymm.sim.binance_ws", "--port", str(ports["binance"]),
                          "--rate", "4"], {}),
-        ("polymarket-sim", [py, "-m", "polymm.sim.polymarket_ws", "--port", str(ports["polymarket"]),
-                            "--tokens", ",".join(TOKENS), "--rate", "5"], {}),
         ("relay-monitor", [py, "-m", "polymm.relay.monitor"],
          {**base, "LISTEN_HOST": "127.0.0.1", "LISTEN_PORT": str(ports["relay"]),
           "MONITOR_LINES_PER_S": "3"}),
@@ -177,8 +178,10 @@ async def main(seconds: float) -> int:
          {**base, **S3_ENV, "LISTEN_HOST": "127.0.0.1", "LISTEN_PORT": str(ports["collector"]),
           "DATA_DIR": str(DATA / "collector"), "S3_BUCKET": BUCKET, "S3_REGION": REGION,
           "S3_ENDPOINT_URL": s3_url,
-          "POLYMARKET_TOKENS": ",".join(TOKENS),
-          "POLYMARKET_WS_URL": f"ws://127.0.0.1:{ports['polymarket']}/ws/market"}),
+          # the market the executor quotes, from the CLOB's market channel: `polymm-backtest` on
+          # this lake replays exactly what the executor saw
+          "POLYMARKET_TOKENS": f"{MARKET[1]},{MARKET[2]}",
+          "POLYMARKET_WS_URL": f"ws://127.0.0.1:{ports['clob_ws']}/ws/market"}),
         ("clob-sim", [py, "-m", "polymm.sim.clob", "--port", str(ports["clob"]),
                       "--ws-port", str(ports["clob_ws"]), "--market", ":".join(MARKET), "--depth", "3"], {}),
         ("trading-executor", [py, "-m", "polymm.executor.service"],

@@ -65,7 +65,7 @@ async def live_session(
     tmp: Path, certs: Path, s3_env: dict[str, str], bucket: str, seconds: float
 ) -> Session:
     py = sys.executable
-    tmp.mkdir(parents=True, exist_ok=True)
+    tmp.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - before anything runs on the loop
     clob = ClobSim(heartbeat_timeout_s=10.0, trade_confirm_delay_s=0.05)
     clob.add_market(COND, YES, NO, tick_size=0.01, min_size=5)
     clob.add_external_order(YES, "BUY", 0.20, 100)  # outside liquidity, far from the quotes
@@ -182,18 +182,19 @@ TOLERANCE_NS = 300_000_000  # a decision may land one strategy timer tick (250 m
 WARMUP_NS = 2_000_000_000  # the first seconds after arming are left out (see docs/backtest.md)
 
 
-def match(live: list[tuple[int, tuple]], bt: list[tuple[int, tuple]], tol: int) -> int:
+def match(
+    live: list[tuple[int, tuple]], bt: list[tuple[int, tuple]], tol: int
+) -> tuple[list[bool], list[bool]]:
     """Greedy in time order: each live order pairs with the earliest unused backtest order of the
-    same token/side/price/size within `tol`."""
+    same token/side/price/size within `tol`. Returns (live matched?, backtest matched?)."""
     used = [False] * len(bt)
-    matched = 0
-    for t, key in live:
+    hit = [False] * len(live)
+    for i, (t, key) in enumerate(live):
         for j, (u, other) in enumerate(bt):
             if not used[j] and other == key and abs(u - t) <= tol:
-                used[j] = True
-                matched += 1
+                used[j] = hit[i] = True
                 break
-    return matched
+    return hit, used
 
 
 def compare(session: Session, out: Path) -> dict[str, object]:
@@ -233,8 +234,17 @@ def compare(session: Session, out: Path) -> dict[str, object]:
         if r.sent_ns >= since
     ]
     bt_fills = [f.size for f in res.bt.fills if f.ts_ns >= since]
-    matched = match(live, bt, TOLERANCE_NS)
+    hit, used = match(live, bt, TOLERANCE_NS)
+    matched = sum(hit)
+    since_s = lambda t: round((t - armed) / 1e9, 3)  # noqa: E731
     return {
+        "unmatched_live_s_after_armed": [
+            (since_s(t), k[1:]) for (t, k), h in zip(live, hit, strict=True) if not h
+        ],
+        "unmatched_backtest_s_after_armed": [
+            (since_s(t), k[1:]) for (t, k), u in zip(bt, used, strict=True) if not u
+        ],
+        "stop_s_after_armed": since_s(stop),
         "live_orders": len(live),
         "backtest_orders": len(bt),
         "matched": matched,
