@@ -83,6 +83,8 @@ async def live_session(
         min_edge=0.02,
         requote_threshold=0.005,
         skew=0,
+        max_position=1000,  # far from the limits for the whole run: sizes never get cut
+        max_notional=1000,
     )
     ports = {n: free_port() for n in ("binance", "collector", "executor")}
     logs = tmp / "logs"
