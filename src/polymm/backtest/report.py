@@ -111,7 +111,7 @@ def terminal_table(summary: dict[str, Any]) -> str:
                     f"{t['max_drawdown']:.4f}",
                     "",
                     summary["rate_use"]["orders_posted"],
-                    summary["rate_use"]["cancels_sent"],
+                    sum(m["orders_canceled"] for m in summary["markets"].values()),
                     *(f"{t['markout_pusd'][f'{h}s']:+.3f}" for h in MARKOUTS_S),
                 )
             )
