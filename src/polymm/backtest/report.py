@@ -142,6 +142,8 @@ def terminal_table(summary: dict[str, Any]) -> str:
     lines.insert(1, "-" * len(lines[0]))
     for name, v in summary["markets"].items():
         lines.append(f"{name}: settled on {v['settlement_source']}")
+    kills = ", ".join(f"{k} x{n}" for k, n in summary["kills"].items()) or "none"
+    lines.append(f"kill switches tripped: {kills}")
     gaps = summary["gaps"]
     lines.append(
         f"gaps crossed: {len(gaps)}"
