@@ -148,3 +148,25 @@ def test_no_bid_fills_on_the_no_book(tmp_path: Path) -> None:
     rows.trade(T0 + 2 * S, YES, 0.49, 10, "SELL")  # other token: not ours
     fills, _ = run(tmp_path, rows, [(T0 + 1 * S, {NO: [("BUY", 0.49, 10)]})])
     assert [(f["token_id"], f["size"]) for f in fills] == [(NO, 10.0)]
+
+
+def test_order_rate_limit_holds_back_and_then_sends_the_rest(tmp_path: Path) -> None:
+    """The executor's order bucket (40/s, burst 60): 80 orders at once go out as 60 now and the
+    other 20 as tokens come back, in later passes, none lost and none twice."""
+    from polymm.executor.risk import RiskLimits
+
+    rows = base_rows()
+    quotes = [("BUY", round(0.01 * i, 2), 5.0) for i in range(1, 41)]
+    scripted.SCRIPT[:] = [(T0 + 1 * S, {YES: quotes, NO: quotes})]
+    lake = write_lake(tmp_path / "data", rows)
+    opts = RunOptions(
+        lake=str(lake), start_ns=T0, end_ns=T0 + 3600 * S, markets_path=markets_toml(tmp_path / "m.toml"),
+        latency="constant:10", strategy="tests.backtest.scripted:factory",
+        limits=RiskLimits(max_open_orders=200, max_orders_per_s=1000, max_notional=10_000),
+    )  # fmt: skip
+    res = run_backtest(opts)
+    sent = sorted(r.sent_ns for r in res.bt.records.values())
+    assert len(sent) == 80
+    assert sent.count(T0 + 1 * S) == 60
+    assert sent[-1] - sent[0] < 700_000_000  # 20 more at 40/s
+    assert res.bt.counters.rate_limited > 0

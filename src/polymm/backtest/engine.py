@@ -364,7 +364,8 @@ class Backtest:
             batch = diff.cancel[:granted]
             if not batch:
                 self.counters.rate_limited += len(diff.cancel)
-                self._at(now + 100_000_000, _PASS_END, None)  # the loop backs off, then retries
+                self._wake = True  # the converge loop backs off (0.1 s), then tries again
+                self._at(now + 100_000_000, _PASS_END, None)
                 return
             rtt = self.cfg.latency.cancel_rtt_ns(len(batch))
             for o in batch:
@@ -393,11 +394,16 @@ class Backtest:
             approved.append(q)
             pending.append(LiveOrder("?", q.token_id, "", q.side, q.price, q.size))
         granted = self.order_bucket.take_up_to(len(approved))
-        if granted < len(approved):
+        limited = granted < len(approved)
+        if limited:
             self.counters.rate_limited += len(approved) - granted
+            self._wake = True  # not clean: another pass once this one is answered
         approved = approved[:granted]
         if not approved:
-            self._end_pass()
+            if limited:  # nothing may go out now: the loop backs off (0.1 s), then tries again
+                self._at(now + 100_000_000, _PASS_END, None)
+            else:
+                self._end_pass()
             return
         rtt = self.cfg.latency.post_rtt_ns(len(approved))
         ids = []
