@@ -269,10 +269,11 @@ class Backtest:
         token = rows.token[r]
         book = self.venue.book(token)
         bo, ao = rows.bo, rows.ao
-        book.bid_px = rows.bid_px[bo[r] : bo[r + 1]]
-        book.bid_sz = rows.bid_sz[bo[r] : bo[r + 1]]
-        book.ask_px = rows.ask_px[ao[r] : ao[r + 1]]
-        book.ask_sz = rows.ask_sz[ao[r] : ao[r + 1]]
+        b0, b1, a0, a1 = bo[r], bo[r + 1], ao[r], ao[r + 1]
+        book.bid_px = rows.bid_px[b0:b1].tolist()
+        book.bid_sz = rows.bid_sz[b0:b1].tolist()
+        book.ask_px = rows.ask_px[a0:a1].tolist()
+        book.ask_sz = rows.ask_sz[a0:a1].tolist()
         book.ts = self.now
         self.poly_up, self.poly_last_ns = True, self.now  # engine.set_poly_feed(True, recv_ts)
         mid = book.mid()

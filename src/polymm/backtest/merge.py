@@ -42,16 +42,17 @@ class Columns:
 
 @dataclass(slots=True)
 class L2Rows:
-    """Polymarket L2 rows with the levels flattened: row i's bids are bid_px[bo[i]:bo[i+1]]."""
+    """Polymarket L2 rows with the levels flattened: row i's bids are bid_px[bo[i]:bo[i+1]]. The
+    levels stay numpy arrays (most rows are only looked at by the consumer's slice of them)."""
 
     n: int
     token: list[str]
     recv_ts: list[int]
-    bid_px: list[float]
-    bid_sz: list[float]
+    bid_px: np.ndarray
+    bid_sz: np.ndarray
     bo: list[int]
-    ask_px: list[float]
-    ask_sz: list[float]
+    ask_px: np.ndarray
+    ask_sz: np.ndarray
     ao: list[int]
 
 
@@ -95,13 +96,15 @@ def _plain(table: pa.Table, part: list[str]) -> Columns:
 
 
 def _l2(table: pa.Table, part: list[str]) -> L2Rows:
-    def side(name: str) -> tuple[list[float], list[float], list[int]]:
+    def side(name: str) -> tuple[np.ndarray, np.ndarray, list[int]]:
         col = table.column(name).combine_chunks()
         flat = col.flatten()
         offsets = np.asarray(col.offsets) - col.offsets[0].as_py()
-        price = flat.field("price").fill_null(0.0).to_numpy(zero_copy_only=False)
-        size = flat.field("size").fill_null(0.0).to_numpy(zero_copy_only=False)
-        return price.tolist(), size.tolist(), offsets.tolist()
+        price, size = flat.field("price"), flat.field("size")
+        if price.null_count or size.null_count:  # never from the collector; cheap to guard
+            price, size = price.fill_null(0.0), size.fill_null(0.0)
+        price, size = price.to_numpy(zero_copy_only=False), size.to_numpy(zero_copy_only=False)
+        return price, size, offsets.tolist()
 
     bpx, bsz, bo = side("bids")
     apx, asz, ao = side("asks")
