@@ -262,6 +262,7 @@ def compare(session: Session, out: Path) -> dict[str, object]:
 def main() -> int:
     import argparse
     import json
+    import shutil
     import subprocess
     import tempfile
 
@@ -269,6 +270,7 @@ def main() -> int:
 
     parser = argparse.ArgumentParser(description="live vs backtest fidelity run")
     parser.add_argument("--seconds", type=float, default=40.0)
+    parser.add_argument("--keep", type=Path, help="keep journal, lake and backtest output here")
     args = parser.parse_args()
     root = Path(__file__).resolve().parents[2]
     with tempfile.TemporaryDirectory(prefix="fidelity-") as tmp_dir:
@@ -284,6 +286,9 @@ def main() -> int:
             bucket = s3.create_bucket("fidelity")
             session = asyncio.run(live_session(tmp / "run", certs, s3.env(), bucket, args.seconds))
         result = compare(session, tmp / "bt")
+        if args.keep is not None:
+            shutil.copytree(tmp / "run", args.keep / "run", ignore=shutil.ignore_patterns("seaweed*"))
+            shutil.copytree(tmp / "bt", args.keep / "bt")
     print(json.dumps(result))
     return 0 if result["match_of_live"] >= 0.99 and result["match_of_backtest"] >= 0.99 else 1
 

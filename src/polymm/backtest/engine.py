@@ -368,7 +368,7 @@ class Backtest:
                 self._wake = True  # the converge loop backs off (0.1 s), then tries again
                 self._at(now + 100_000_000, _PASS_END, None)
                 return
-            rtt = self.cfg.latency.cancel_rtt_ns(len(batch))
+            rtt = self.cfg.latency.cancel_rtt_ns(now)
             for o in batch:
                 o.state = OrderState.CANCELING
                 rec = self.records[o.order_id]
@@ -406,7 +406,7 @@ class Backtest:
             else:
                 self._end_pass()
             return
-        rtt = self.cfg.latency.post_rtt_ns(len(approved))
+        rtt = self.cfg.latency.post_rtt_ns(now)
         ids = []
         for q in approved:
             self._next_id += 1
@@ -554,7 +554,7 @@ class Backtest:
         self._cancel_all()
 
     def _cancel_all(self) -> None:
-        rtt = self.cfg.latency.cancel_rtt_ns()
+        rtt = self.cfg.latency.cancel_rtt_ns(self.now)
         self.counters.cancel_alls += 1
         self.cancel_bucket.force_take(1 + len(self.orders))
         self._at(self.now + rtt, _VENUE_CANCEL_ALL, self.now)

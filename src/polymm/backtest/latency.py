@@ -13,14 +13,15 @@ Sources of RTTs (`--latency`):
 - `journal:<dir or csv>` the trading-executor's CSV journal of a live run: `rtt_us=` on each `ack`
   line (post round trips) and `cancel_sent` -> `canceled` delays (cancel round trips);
 - `file:<path>` one RTT in milliseconds per line;
-- `replay:<dir or csv>` the journal's RTTs in the order they happened, one per order (a batch
-  takes its orders' entries and the first one's RTT): a backtest of the very session the journal
-  comes from then sees the same slow posts where live did (used by the fidelity test).
+- `replay:<dir or csv>` the journal's RTTs where they happened: a request sent at t takes the RTT
+  of the live request sent nearest to t, so a backtest of the very session the journal comes
+  from sees the same slow posts where live did (used by the fidelity run).
 Draws are from a seeded generator, so a run is reproducible.
 """
 
 from __future__ import annotations
 
+import bisect
 import csv
 import random
 import re
@@ -39,25 +40,23 @@ class LatencyModel:
     cancel_rtt_ms: list[float]
     source: str
     seed: int = 0
-    sequential: bool = False
+    post_at: list[int] | None = None  # replay: send time of each post_rtt_ms entry, sorted
+    cancel_at: list[int] | None = None
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
-        self._post_i = self._cancel_i = 0
         self._post_const = self.post_rtt_ms[0] if len(self.post_rtt_ms) == 1 else None
         self._cancel_const = self.cancel_rtt_ms[0] if len(self.cancel_rtt_ms) == 1 else None
 
-    def post_rtt_ns(self, orders: int = 1) -> int:
-        if self.sequential:
-            i, self._post_i = self._post_i, self._post_i + orders
-            return int(self.post_rtt_ms[min(i, len(self.post_rtt_ms) - 1)] * 1e6)
+    def post_rtt_ns(self, now_ns: int = 0) -> int:
+        if self.post_at is not None:
+            return int(self.post_rtt_ms[_nearest(self.post_at, now_ns)] * 1e6)
         ms = self._post_const if self._post_const is not None else self._rng.choice(self.post_rtt_ms)
         return int(ms * 1e6)
 
-    def cancel_rtt_ns(self, orders: int = 1) -> int:
-        if self.sequential:
-            i, self._cancel_i = self._cancel_i, self._cancel_i + orders
-            return int(self.cancel_rtt_ms[min(i, len(self.cancel_rtt_ms) - 1)] * 1e6)
+    def cancel_rtt_ns(self, now_ns: int = 0) -> int:
+        if self.cancel_at is not None:
+            return int(self.cancel_rtt_ms[_nearest(self.cancel_at, now_ns)] * 1e6)
         ms = self._cancel_const if self._cancel_const is not None else self._rng.choice(self.cancel_rtt_ms)
         return int(ms * 1e6)
 
@@ -85,8 +84,17 @@ def parse_latency(spec: str, seed: int = 0) -> LatencyModel:
         post, cancel = from_journal(Path(arg))
         return LatencyModel(post, cancel or post, f"executor journal {arg}", seed)
     if kind == "replay":
-        post, cancel = from_journal(Path(arg))
-        return LatencyModel(post, cancel or post, f"executor journal {arg}, in order", seed, sequential=True)
+        timed: dict[str, list[tuple[int, float]]] = {}
+        from_journal(Path(arg), timed)
+        post, cancel = sorted(timed["post"]), sorted(timed["cancel"]) or sorted(timed["post"])
+        return LatencyModel(
+            [r for _, r in post],
+            [r for _, r in cancel],
+            f"executor journal {arg}, by time",
+            seed,
+            post_at=[t for t, _ in post],
+            cancel_at=[t for t, _ in cancel],
+        )
     if kind == "file":
         values = from_file(Path(arg))
         return LatencyModel(values, values, f"file {arg}", seed)
@@ -101,14 +109,26 @@ def journal_files(path: Path) -> list[Path]:
     return [path]
 
 
-def from_journal(path: Path) -> tuple[list[float], list[float]]:
-    """(post RTTs, cancel RTTs) in ms from the executor's journal (a directory or one CSV)."""
+def _nearest(times: list[int], t: int) -> int:
+    i = bisect.bisect_left(times, t)
+    if i == len(times) or (i > 0 and t - times[i - 1] <= times[i] - t):
+        return max(0, i - 1)
+    return i
+
+
+def from_journal(
+    path: Path, timed: dict[str, list[tuple[int, float]]] | None = None
+) -> tuple[list[float], list[float]]:
+    """(post RTTs, cancel RTTs) in ms from the executor's journal (a directory or one CSV);
+    `timed` gets them with the time each request was sent."""
     files = journal_files(path)
     if not files or not all(f.is_file() for f in files):
         raise BacktestInputError(f"--latency journal:{path}: no executor journal CSV there")
     post: list[float] = []
     cancel: list[float] = []
     sent: dict[str, int] = {}
+    posted: list[tuple[int, float]] = []
+    canceled: list[tuple[int, float]] = []
     for f in files:
         try:
             with f.open(newline="", encoding="utf-8") as fh:
@@ -118,14 +138,19 @@ def from_journal(path: Path) -> tuple[list[float], list[float]]:
                         m = _RTT.search(row.get("detail") or "")
                         if m:
                             post.append(int(m.group(1)) / 1000.0)
+                            posted.append((int(row["ts_ns"]) - int(m.group(1)) * 1000, post[-1]))
                     elif event == "cancel_sent" and row.get("order_id"):
                         sent[row["order_id"]] = int(row["ts_ns"])
                     elif event == "canceled" and row.get("order_id") in sent:
-                        cancel.append((int(row["ts_ns"]) - sent.pop(row["order_id"])) / 1e6)
+                        t_sent = sent.pop(row["order_id"])
+                        cancel.append((int(row["ts_ns"]) - t_sent) / 1e6)
+                        canceled.append((t_sent, cancel[-1]))
         except (OSError, ValueError, csv.Error) as exc:
             raise BacktestInputError(f"--latency journal: {f}: unreadable ({exc})") from None
     if not post:
         raise BacktestInputError(f"--latency journal:{path}: no ack lines with rtt_us (DRY_RUN journal?)")
+    if timed is not None:
+        timed["post"], timed["cancel"] = posted, canceled
     return post, cancel
 
 
