@@ -87,7 +87,12 @@ def _table(rows: list[list[Any]], head: list[str]) -> str:
     return f"<table><tr>{th}</tr>{body}</table>"
 
 
+MAX_POINTS = 3000  # per series: a day of 1 s samples would make a 10 MB page
+
+
 def render(summary: dict[str, Any], samples: list[dict[str, Any]], markets: list[Any]) -> str:
+    step = max(1, -(-len(samples) // MAX_POINTS))
+    samples = samples[::step] + ([samples[-1]] if samples and (len(samples) - 1) % step else [])
     ts = [s["ts"] for s in samples]
     parts = [chart("Equity (pUSD, marked at mid)", ts, [("equity", [s["equity"] for s in samples])])]
     for m in markets:
