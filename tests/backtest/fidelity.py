@@ -115,8 +115,11 @@ async def live_session(
             },
             logs / "collector.log",
         )
+        # The executor's strategy callbacks are recorded (a wrapper, the service itself unchanged):
+        # the backtest starts at the first Binance update the live strategy saw.
+        module = "tests.backtest.recording_executor"
         executor = await _proc(
-            [py, "-m", "polymm.executor.service"],
+            [py, "-m", module],
             {
                 **base,
                 "LISTEN_HOST": "127.0.0.1",
@@ -127,6 +130,7 @@ async def live_session(
                 "DRY_RUN": "false",
                 "POLY_PRIVATE_KEY": Account.create().key.hex(),
                 "JOURNAL_DIR": str(tmp / "journal"),
+                "CALLBACK_LOG": str(tmp / "live-callbacks.jsonl"),
             },
             logs / "executor.log",
         )
@@ -199,14 +203,35 @@ def match(
     return hit, used
 
 
-def compare(session: Session, out: Path) -> dict[str, object]:
+def first_bbo_in_lake(session: Session) -> int | None:
+    """recv_ts in the lake of the first Binance update the live strategy saw. The backtest starts
+    there: BBOs the collector got before the executor was connected would warm the volatility
+    estimator up differently, and its quotes would differ by a tick now and then for minutes."""
+    import json
+
+    import pyarrow.dataset as ds
+
+    log = session.journal.parent / "live-callbacks.jsonl"
+    if not log.exists():
+        return None
+    with log.open() as fh:
+        first = next((json.loads(line)["u"] for line in fh if '"cb": "bbo"' in line), None)
+    if first is None:
+        return None
+    table = ds.dataset(session.lake / "binance" / "bbo", partitioning="hive").to_table(
+        columns=["recv_ts"], filter=ds.field("update_id") == first
+    )
+    return int(table.column("recv_ts")[0].as_py()) if table.num_rows else None
+
+
+def compare(session: Session, out: Path, record: bool = False) -> dict[str, object]:
     from polymm.backtest.report import write_outputs
     from polymm.backtest.run import RunOptions, run_backtest
     from polymm.backtest.venue import FillParams
 
     rows = journal_rows(session.journal)
     armed = int(next(r["ts_ns"] for r in rows if r["event"] == "armed"))
-    start = int(next(r["ts_ns"] for r in rows if r["event"] == "start"))
+    start = first_bbo_in_lake(session) or int(next(r["ts_ns"] for r in rows if r["event"] == "start"))
     # until the first kill after arming (the feeds stopping), where live stopped quoting
     stop = int(next(r["ts_ns"] for r in rows if r["event"] == "kill" and int(r["ts_ns"]) > armed))
     since = armed + WARMUP_NS
@@ -228,6 +253,12 @@ def compare(session: Session, out: Path) -> dict[str, object]:
         latency=f"replay:{session.journal}",
         fill=FillParams(own_orders_in_book=True),
     )
+    if record:  # the backtest's callbacks too, in the same format as the live executor's
+        import polymm.backtest.run as bt_run
+        from tests.backtest.recording_executor import Recorder
+
+        build = bt_run.build_adapter
+        bt_run.build_adapter = lambda *a: Recorder(build(*a), out.parent / "run" / "backtest-callbacks.jsonl")
     res = run_backtest(opts)
     write_outputs(res, out)
     bt = [
@@ -285,7 +316,7 @@ def main() -> int:
         with SeaweedS3(tmp / "seaweed", identities=(ADMIN,)) as s3:
             bucket = s3.create_bucket("fidelity")
             session = asyncio.run(live_session(tmp / "run", certs, s3.env(), bucket, args.seconds))
-        result = compare(session, tmp / "bt")
+        result = compare(session, tmp / "bt", record=args.keep is not None)
         if args.keep is not None:
             shutil.copytree(tmp / "run", args.keep / "run", ignore=shutil.ignore_patterns("seaweed*"))
             shutil.copytree(tmp / "bt", args.keep / "bt")
