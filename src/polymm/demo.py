@@ -7,7 +7,8 @@ the real services between them, with mutual-TLS certificates made by scripts/gen
               orders against the local CLOB, signed with a throwaway key). Its `quote` lines are
               the trader's view: time, Binance mid, fair value, YES bid/ask, tick-to-quote latency.
   relay view: binance-sender -> relay-monitor (each quote and trade with its per-hop latency)
-  collection: binance-collector (sender with trades) -> data-collector -> S3
+  collection: binance-collector (sender with trades) -> data-collector -> S3, with the CLOB's market
+              channel for the executor's market (so `polymm-backtest` replays what it saw)
 Every receiver is listening before its sender starts (no start-up "connection refused"). Stops
 everything with SIGTERM, as systemd would, checks each process exited cleanly, then lists the
 Parquet objects in S3 and prints a few rows read back from them.
@@ -35,8 +36,6 @@ DATA = Path(os.environ.get("DEMO_DATA_DIR") or ROOT / "demo-data")  # certs, lak
 BUCKET = "marketdata-backtest"
 REGION = "eu-central-1"
 MARKET = ("0x" + "5f" * 32, "7" * 76, "8" * 76)  # condition id, YES token, NO token on the local CLOB
-TOKENS = ["71321045679252212594626385532706912750332728571942532289631379312455583992563",
-          "48331043336612883890938759509493159234755048973500640148014422747788308965732"]  # fmt: skip
 # Throwaway credentials for the local S3 server only; real ones come from Ansible Vault.
 S3_USER = S3Identity("demo", "demo-access-key", "demo-secret-key")
 S3_ENV = {**S3_USER.env(), "AWS_DEFAULT_REGION": REGION}
@@ -142,7 +141,11 @@ def show_lake(endpoint: str) -> None:
             if "bids" in row:
                 row = {**row, "bids": row["bids"][:3], "asks": row["asks"][:3]}
             print("  ", row)
-    print("\nA researcher reads the lake with pyarrow, polars or DuckDB: see README, 'Reading the lake'.\n")
+    print("\nA researcher reads the lake with pyarrow, polars or DuckDB: see README, 'Reading the lake'.")
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    lake = DATA / "collector" / "lake"
+    print(f"Backtest what was just collected:\n  .venv/bin/polymm-backtest --lake {lake} "
+          f"--markets {DATA / 'markets.toml'} --date {day}\n")  # fmt: skip
 
 
 async def main(seconds: float) -> int:
@@ -152,7 +155,7 @@ async def main(seconds: float) -> int:
         if (DATA / old).exists():
             shutil.rmtree(DATA / old)
     (DATA / "s3").mkdir(parents=True)
-    ports = {name: free_port() for name in ("binance", "polymarket", "relay", "collector", "executor",
+    ports = {name: free_port() for name in ("binance", "relay", "collector", "executor",
                                             "clob", "clob_ws")}  # fmt: skip
     markets = write_markets()
     py = sys.executable
@@ -170,8 +173,6 @@ async def main(seconds: float) -> int:
         venues = asyncio.gather(*(stack.start(name, args, {}, ready) for name, args, ready in [
             ("binance-sim", [py, "-m", "polymm.sim.binance_ws", "--port", str(ports["binance"]),
                              "--rate", "4"], "listening on"),
-            ("polymarket-sim", [py, "-m", "polymm.sim.polymarket_ws", "--port", str(ports["polymarket"]),
-                                "--tokens", ",".join(TOKENS), "--rate", "5"], "listening on"),
             ("clob-sim", [py, "-m", "polymm.sim.clob", "--port", str(ports["clob"]),
                           "--ws-port", str(ports["clob_ws"]), "--market", ":".join(MARKET), "--depth", "3"],
              "CLOB_WS_URL="),
@@ -184,8 +185,11 @@ async def main(seconds: float) -> int:
             ("data-collector", [py, "-m", "polymm.collector.service"],
              {**base, **S3_ENV, "LISTEN_HOST": "127.0.0.1", "LISTEN_PORT": str(ports["collector"]),
               "DATA_DIR": str(DATA / "collector"), "S3_BUCKET": BUCKET, "S3_REGION": REGION,
-              "S3_ENDPOINT_URL": s3.url, "POLYMARKET_TOKENS": ",".join(TOKENS),
-              "POLYMARKET_WS_URL": f"ws://127.0.0.1:{ports['polymarket']}/ws/market"}),
+              "S3_ENDPOINT_URL": s3.url,
+              # the market the executor quotes, from the CLOB's market channel: `polymm-backtest`
+              # on this lake replays exactly what the executor saw
+              "POLYMARKET_TOKENS": f"{MARKET[1]},{MARKET[2]}",
+              "POLYMARKET_WS_URL": f"ws://127.0.0.1:{ports['clob_ws']}/ws/market"}),
             ("trading-executor", [py, "-m", "polymm.executor.service"],
              {**base, "LISTEN_HOST": "127.0.0.1", "LISTEN_PORT": str(ports["executor"]),
               "MARKETS_CONFIG": str(markets), "CLOB_URL": f"http://127.0.0.1:{ports['clob']}",

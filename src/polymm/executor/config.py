@@ -68,16 +68,7 @@ class ExecutorServiceConfig:
         ws_url = env.str("CLOB_WS_URL", CLOB_WS_URL).rstrip("/")
         if not ws_url.startswith(("ws://", "wss://")):
             raise ConfigError(f"CLOB_WS_URL={ws_url!r} must start with ws:// or wss://")
-        limits = RiskLimits(
-            max_position_per_token=env.float("MAX_POSITION_PER_TOKEN", 500.0, low=0),
-            max_position_per_market=env.float("MAX_POSITION_PER_MARKET", 1000.0, low=0),
-            max_open_orders=env.int("MAX_OPEN_ORDERS", 40, low=0, high=10_000),
-            max_notional=env.float("MAX_NOTIONAL", 2000.0, low=0),
-            max_orders_per_s=env.int("MAX_ORDERS_PER_SEC", 30, low=1, high=1000),
-            binance_stale_ms=env.float("BINANCE_STALE_MS", 500.0, low=10, high=600_000),
-            poly_feed_stale_ms=env.float("POLY_FEED_STALE_MS", 5000.0, low=100, high=600_000),
-            stop_before_expiry_s=env.float("STOP_BEFORE_EXPIRY_SECS", 30.0, low=0),
-        )
+        limits = risk_limits_from_env(env)
         return cls(
             receiver=ReceiverConfig.from_env(env) if need_receiver else None,  # type: ignore[arg-type]
             markets_path=env.readable_file("MARKETS_CONFIG", "/config/markets.toml"),
@@ -96,3 +87,18 @@ class ExecutorServiceConfig:
             timer_s=env.float("STRATEGY_TIMER_SECS", 0.25, low=0.01, high=60),
             status_log_s=env.float("STATUS_LOG_SECS", 60.0, low=1, high=3600),
         )
+
+
+def risk_limits_from_env(env: Env) -> RiskLimits:
+    """The hard limits and kill-switch thresholds from the executor's variables (the backtester
+    reads the same ones, so a backtest runs under the limits the service would)."""
+    return RiskLimits(
+        max_position_per_token=env.float("MAX_POSITION_PER_TOKEN", 500.0, low=0),
+        max_position_per_market=env.float("MAX_POSITION_PER_MARKET", 1000.0, low=0),
+        max_open_orders=env.int("MAX_OPEN_ORDERS", 40, low=0, high=10_000),
+        max_notional=env.float("MAX_NOTIONAL", 2000.0, low=0),
+        max_orders_per_s=env.int("MAX_ORDERS_PER_SEC", 30, low=1, high=1000),
+        binance_stale_ms=env.float("BINANCE_STALE_MS", 500.0, low=10, high=600_000),
+        poly_feed_stale_ms=env.float("POLY_FEED_STALE_MS", 5000.0, low=100, high=600_000),
+        stop_before_expiry_s=env.float("STOP_BEFORE_EXPIRY_SECS", 30.0, low=0),
+    )

@@ -92,6 +92,23 @@ def diff_quotes(
     return out
 
 
+def effective_desired(
+    desired: Mapping[str, Sequence[Quote]], risk: RiskEngine, ticks: Mapping[str, str], now_ns: int
+) -> dict[str, list[Quote]]:
+    """What may rest now: nothing while halted or near expiry, the rest snapped to the current tick
+    away from the touch. A module function so the backtester applies exactly the live rule."""
+    out: dict[str, list[Quote]] = {}
+    for token, quotes in desired.items():
+        market = risk.token_market.get(token)
+        gate = risk.market_quotable(market, now_ns) if market else None
+        if risk.halted or gate is not None:
+            out[token] = []
+        else:
+            tick = ticks.get(token)
+            out[token] = [on_tick(q, tick) for q in quotes]
+    return out
+
+
 def _matches(o: LiveOrder, q: Quote, tol: float) -> bool:
     if not same_price(o.price, q.price):
         return False
@@ -217,16 +234,7 @@ class OrderManager:
         return await self._place(diff.place, presigned) and clean
 
     def _effective_desired(self, now: int) -> dict[str, list[Quote]]:
-        out: dict[str, list[Quote]] = {}
-        for token, quotes in self._desired.items():
-            market = self.risk.token_market.get(token)
-            gate = self.risk.market_quotable(market, now) if market else None
-            if self.risk.halted or gate is not None:
-                out[token] = []
-            else:
-                tick = self.gw.tick.get(token)
-                out[token] = [on_tick(q, tick) for q in quotes]
-        return out
+        return effective_desired(self._desired, self.risk, self.gw.tick, now)
 
     # -- cancels ---------------------------------------------------------------------------------
 

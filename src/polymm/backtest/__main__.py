@@ -1,0 +1,3 @@
+from polymm.backtest.cli import main
+
+raise SystemExit(main())
