@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from polymm.lake import Lake, event_row, l2_row
+from polymm.lake import Lake, event_row, l2_row, polymarket_trade_row
 
 T0 = 1_795_600_800_000_000_000  # 2026-11-25T10:00:00Z in ns
 MS = 1_000_000
@@ -38,7 +38,8 @@ class LakeRows:
         self.rows.append(("polymarket_l2", token, l2_row(ts, token, list(bids), list(asks), ts // MS, "h")))
 
     def trade(self, ts: int, token: str, price: float, size: float, side: str = "SELL") -> None:
-        self.rows.append(("polymarket_trades", token, (ts, token, price, size, side, ts // MS, "0")))
+        row = polymarket_trade_row(ts, token, price, size, side, ts // MS, "0", f"0x{len(self.rows):064x}")
+        self.rows.append(("polymarket_trades", token, row))
 
     def event(self, ts: int, source: str, kind: str, key: str = "", **detail: Any) -> None:
         self.rows.append(("collector_events", "", event_row(ts, source, kind, key, json.dumps(detail))))
