@@ -174,7 +174,8 @@ async def main(seconds: float) -> int:
             ("binance-sim", [py, "-m", "polymm.sim.binance_ws", "--port", str(ports["binance"]),
                              "--rate", "4"], "listening on"),
             ("clob-sim", [py, "-m", "polymm.sim.clob", "--port", str(ports["clob"]),
-                          "--ws-port", str(ports["clob_ws"]), "--market", ":".join(MARKET), "--depth", "3"],
+                          "--ws-port", str(ports["clob_ws"]), "--market", ":".join(MARKET), "--depth", "3",
+                          "--takers", "1"],
              "CLOB_WS_URL="),
         ]))  # fmt: skip
         await asyncio.gather(asyncio.to_thread(s3.start), venues)

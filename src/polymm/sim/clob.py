@@ -23,6 +23,7 @@ import base64
 import concurrent.futures
 import contextlib
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -1603,9 +1604,21 @@ async def _amain(args: argparse.Namespace) -> None:
     print(f"CLOB_WS_URL={sim.ws_url}", flush=True)
     print(f"market channel: {sim.ws_url}/ws/market  user channel: {sim.ws_url}/ws/user", flush=True)
     try:
+        if args.takers > 0:
+            await _anonymous_takers(sim, [yes for _, yes, _ in args.market], args.takers, args.min_size)
         await asyncio.Event().wait()
     finally:
         await sim.stop()
+
+
+async def _anonymous_takers(sim: ClobSim, tokens: list[str], every_s: float, size: float) -> None:
+    """Market flow for demos: every `every_s` an anonymous FAK order takes `size` at the best price,
+    alternating buy and sell, so the market channel carries trades (resting quotes get filled)."""
+    for n in itertools.count():
+        await asyncio.sleep(every_s)
+        side, limit = ("BUY", 0.99) if n % 2 == 0 else ("SELL", 0.01)
+        for token in tokens:
+            sim.take(token, side, limit, size)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -1620,6 +1633,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--neg-risk", action="store_true")
     p.add_argument("--depth", type=int, default=5, help="external levels per side around 0.50 (0 = none)")
     p.add_argument("--heartbeat-timeout", type=float, default=10.0)
+    p.add_argument("--takers", type=float, default=0, metavar="SECS",
+                   help="an anonymous taker hits the best price every SECS seconds (0 = none)")  # fmt: skip
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(
