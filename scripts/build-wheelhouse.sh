@@ -34,5 +34,5 @@ rm -rf "$out"
 mv "$work/wheels" "$out"
 case "$out" in dist/*) printf '*\n' > dist/.gitignore ;; esac
 count="$(wc -l < "$out/SHA256SUMS")"
-id="$(sha256sum "$out/SHA256SUMS" | cut -c1-12)"
+id="$(printf %s "$(cat "$out/SHA256SUMS")" | sha256sum | cut -c1-12)"  # = the role's release id
 echo "wrote $out: $count wheels, $(du -sh "$out/wheelhouse.tar" | cut -f1) tar, release id $id"
