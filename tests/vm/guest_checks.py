@@ -40,7 +40,7 @@ MAX_EXPOSURE = 5.0
 EXEC_PORT, COLLECT_PORT = 9001, 9002
 
 
-class CheckFailed(AssertionError):
+class CheckError(AssertionError):
     pass
 
 
@@ -66,7 +66,7 @@ def run_ssh(host: str, command: str, *, timeout: float = 120) -> subprocess.Comp
 def ssh(host: str, command: str, *, check: bool = True, timeout: float = 120) -> str:
     out = run_ssh(host, command, timeout=timeout)
     if check and out.returncode != 0:
-        raise CheckFailed(
+        raise CheckError(
             f"{host}: `{command}` exited {out.returncode}: {(out.stderr or out.stdout).strip()[-500:]}"
         )
     return out.stdout
@@ -84,7 +84,7 @@ def wait_for(predicate: Callable[[], object], timeout_s: float, what: str, every
         if value:
             return value
         if time.monotonic() > deadline:
-            raise CheckFailed(f"timed out after {timeout_s:.0f}s waiting for {what}")
+            raise CheckError(f"timed out after {timeout_s:.0f}s waiting for {what}")
         time.sleep(every)
 
 
@@ -105,14 +105,16 @@ def restarts() -> list[str]:
     lines, bad = [], []
     for unit, props in now.items():
         old = before.get(unit, {})
-        lines.append(f"{unit}: NRestarts {old.get('NRestarts')} -> {props['NRestarts']}, "
-                     f"InvocationID {'same' if old.get('InvocationID') == props['InvocationID'] else 'CHANGED'}")  # fmt: skip
+        lines.append(
+            f"{unit}: NRestarts {old.get('NRestarts')} -> {props['NRestarts']}, "
+            f"InvocationID {'same' if old.get('InvocationID') == props['InvocationID'] else 'CHANGED'}"
+        )
         if old.get("NRestarts") != props["NRestarts"]:
             bad.append(f"{unit} was restarted by systemd (crash or watchdog) between the runs")
         elif old.get("InvocationID") != props["InvocationID"]:
             bad.append(f"{unit} was restarted by the second converge (InvocationID changed)")
     if bad:
-        raise CheckFailed("; ".join(bad) + "\n" + "\n".join(lines))
+        raise CheckError("; ".join(bad) + "\n" + "\n".join(lines))
     return lines
 
 
@@ -125,19 +127,21 @@ def check_units() -> list[str]:
         p = show(
             host, svc, "ActiveState", "SubState", "Type", "NRestarts", "WatchdogUSec", "StatusText", "Result"
         )
-        lines.append(f"{host}/{svc}: {p['ActiveState']}/{p['SubState']} Type={p['Type']} "
-                     f"NRestarts={p['NRestarts']} Watchdog={p['WatchdogUSec']} status: {p['StatusText']}")  # fmt: skip
+        lines.append(
+            f"{host}/{svc}: {p['ActiveState']}/{p['SubState']} Type={p['Type']} "
+            f"NRestarts={p['NRestarts']} Watchdog={p['WatchdogUSec']} status: {p['StatusText']}"
+        )
         # A Type=notify unit is active/running only after the service sent READY=1.
         if (p["ActiveState"], p["SubState"], p["Type"]) != ("active", "running", "notify"):
-            raise CheckFailed(f"{host}/{svc} not READY: {p}")
+            raise CheckError(f"{host}/{svc} not READY: {p}")
         if not p["StatusText"]:
-            raise CheckFailed(f"{host}/{svc} sent no STATUS=")
+            raise CheckError(f"{host}/{svc} sent no STATUS=")
     for host in SERVICES:
         state = ssh(host, "systemctl is-system-running", check=False).strip()
         failed = ssh(host, "systemctl --failed --no-legend --plain", check=False).strip()
         lines.append(f"{host}: system {state}{', failed: ' + failed if failed else ''}")
         if state != "running":
-            raise CheckFailed(f"{host}: system {state}; failed units: {failed}")
+            raise CheckError(f"{host}: system {state}; failed units: {failed}")
     return lines
 
 
@@ -147,13 +151,13 @@ def check_security() -> list[str]:
         out = ssh(host, f"systemd-analyze security --no-pager {svc}.service")
         m = re.search(r"Overall exposure level for \S+: ([\d.]+) (\w+)", out)
         if not m:
-            raise CheckFailed(f"{host}/{svc}: no exposure level in systemd-analyze output")
+            raise CheckError(f"{host}/{svc}: no exposure level in systemd-analyze output")
         score = float(m.group(1))
         lines.append(f"{host}/{svc}: exposure {score} {m.group(2)}")
         if score > MAX_EXPOSURE:
             bad.append(f"{svc} {score} > {MAX_EXPOSURE}")
     if bad:
-        raise CheckFailed("systemd-analyze security: " + ", ".join(bad) + "\n" + "\n".join(lines))
+        raise CheckError("systemd-analyze security: " + ", ".join(bad) + "\n" + "\n".join(lines))
     return lines
 
 
@@ -194,7 +198,7 @@ def check_secret_files() -> list[str]:
         )
         lines.append(f"{host} /run/credentials/{svc}.service: {' '.join(creds.split())}")
     if bad:
-        raise CheckFailed("; ".join(bad))
+        raise CheckError("; ".join(bad))
     return lines
 
 
@@ -208,7 +212,7 @@ def _ufw_rules(host: str) -> tuple[str, set[tuple[str, str, str]]]:
             seen_header = True
             continue
         if seen_header and line.strip():
-            to, action, source = (re.split(r"\s{2,}", line.strip()) + ["", ""])[:3]
+            to, action, source = [*re.split(r"\s{2,}", line.strip()), "", ""][:3]
             rules.add((to, action, source))
     return default, rules
 
@@ -236,8 +240,10 @@ def check_ufw() -> list[str]:
         for port in (EXEC_PORT, COLLECT_PORT):
             ok = _rc("fra", f"nc -z -w 5 {ams} {port}")
             refused = _rc("fra", f"nc -z -w 5 -s {other} {ams} {port}")
-            lines.append(f"ams:{port} from {fra}: {'open' if ok == 0 else 'CLOSED'}; "
-                         f"from {other}: {'OPEN' if refused == 0 else 'refused'}")  # fmt: skip
+            lines.append(
+                f"ams:{port} from {fra}: {'open' if ok == 0 else 'CLOSED'}; "
+                f"from {other}: {'OPEN' if refused == 0 else 'refused'}"
+            )
             if ok != 0:
                 bad.append(f"ams:{port} not reachable from the peer {fra}")
             if refused == 0:
@@ -249,7 +255,7 @@ def check_ufw() -> list[str]:
     )
     lines.append(f"ams kernel log: {blocked.strip() or 0} [UFW BLOCK] lines from {other}")
     if bad:
-        raise CheckFailed("; ".join(bad) + "\n" + "\n".join(lines))
+        raise CheckError("; ".join(bad) + "\n" + "\n".join(lines))
     return lines
 
 
@@ -277,10 +283,13 @@ def check_no_secret_in_journals() -> list[str]:
     for host in SERVICES:
         journal = ssh(host, "sudo journalctl --no-pager -o cat", timeout=180)
         found = [name for name, value in values.items() if value and value in journal]
-        lines.append(f"{host}: journal ({len(journal.splitlines())} lines) holds none of {len(values)} test secrets"
-                     if not found else f"{host}: journal holds {found}")  # fmt: skip
+        lines.append(
+            f"{host}: journal ({len(journal.splitlines())} lines) holds none of {len(values)} test secrets"
+            if not found
+            else f"{host}: journal holds {found}"
+        )
         if found:
-            raise CheckFailed(f"{host}: secrets {found} appear in the journal")
+            raise CheckError(f"{host}: secrets {found} appear in the journal")
     return lines
 
 
@@ -313,12 +322,14 @@ def check_executor_quotes() -> list[str]:
         "ams", "sudo find /var/lib/trading-executor/journal -type f -size +0 -printf '%p %s\\n'", check=False
     )
     if not files.strip():
-        raise CheckFailed(
+        raise CheckError(
             "trading-executor: its order journal under /var/lib/trading-executor/journal is empty"
         )
-    return [f"CLOB book: {len(quotes)} levels from the executor: {quotes[:6]}",
-            f"executor journal files: {' '.join(files.split()[:6])}",
-            *[f"executor log: {ln}" for ln in order_lines[-3:]]]  # fmt: skip
+    return [
+        f"CLOB book: {len(quotes)} levels from the executor: {quotes[:6]}",
+        f"executor journal files: {' '.join(files.split()[:6])}",
+        *[f"executor log: {ln}" for ln in order_lines[-3:]],
+    ]
 
 
 def _external(side: str, price: float) -> bool:
@@ -344,6 +355,7 @@ def check_collector_flush_and_s3() -> list[str]:
 
     sys.path.insert(0, str(Path(__file__).parent))
     import hostservers
+
     from polymm.sim.s3 import ADMIN
 
     lines = []
@@ -356,22 +368,24 @@ def check_collector_flush_and_s3() -> list[str]:
     log = ssh("ams", f"sudo journalctl -u data-collector --since '{since}' --no-pager -o cat")
     stopped = [ln for ln in log.splitlines() if "data-collector stopped:" in ln]
     if not stopped:
-        raise CheckFailed(f"data-collector logged no clean stop; last lines: {log.splitlines()[-10:]}")
+        raise CheckError(f"data-collector logged no clean stop; last lines: {log.splitlines()[-10:]}")
     lines.append(f"stop log: {stopped[-1]}")
     if "rows pending 0" not in stopped[-1] or "S3 pending 0 files" not in stopped[-1]:
-        raise CheckFailed(f"data-collector stopped with data pending: {stopped[-1]}")
+        raise CheckError(f"data-collector stopped with data pending: {stopped[-1]}")
     local = ssh("ams", "sudo find /data/lake -type f -name '*.parquet' -printf '%P %s\\n'")
     local_files = dict(ln.rsplit(" ", 1) for ln in local.splitlines() if ln.strip())
     left = ssh("ams", "sudo find /data/journal -type f -size +0 -printf '%P\\n'", check=False).split()
     s3 = hostservers.s3_client(TB["endpoints"]["host_s3_url"], ADMIN)
     objects = _s3_objects(s3)
-    lines.append(f"lake: {len(local_files)} Parquet files on ams, {len(objects)} objects in s3://{TB['bucket']}, "
-                 f"{len(left)} journal files left")  # fmt: skip
+    lines.append(
+        f"lake: {len(local_files)} Parquet files on ams, {len(objects)} objects in s3://{TB['bucket']}, "
+        f"{len(left)} journal files left"
+    )
     missing = [f"{k} ({size} B)" for k, size in local_files.items() if objects.get(k) != int(size)]
     if missing:
-        raise CheckFailed(f"lake files not in S3 (or another size) after the stop: {missing[:5]}")
+        raise CheckError(f"lake files not in S3 (or another size) after the stop: {missing[:5]}")
     if left:
-        raise CheckFailed(f"journal files left after a clean stop: {left[:5]}")
+        raise CheckError(f"journal files left after a clean stop: {left[:5]}")
     counts: dict[str, int] = {}
     symbols: set[str] = set()
     for key in objects:
@@ -385,10 +399,13 @@ def check_collector_flush_and_s3() -> list[str]:
     lines.append(f"rows read back from S3: {counts}; binance symbols {sorted(symbols)}")
     for table_name in ("binance/bbo", "polymarket/l2"):
         if counts.get(table_name, 0) == 0:
-            raise CheckFailed(f"no {table_name} rows in S3 (got {counts})")
+            raise CheckError(f"no {table_name} rows in S3 (got {counts})")
     ssh("ams", "sudo systemctl start data-collector", timeout=120)
-    wait_for(lambda: show("ams", "data-collector", "ActiveState")["ActiveState"] == "active", 90,
-             "data-collector active again")  # fmt: skip
+    wait_for(
+        lambda: show("ams", "data-collector", "ActiveState")["ActiveState"] == "active",
+        90,
+        "data-collector active again",
+    )
     return lines
 
 
@@ -414,10 +431,15 @@ def check_watchdog() -> list[str]:
 
         wait_for(ok, 180, f"{host}/{svc} restarted by the watchdog", every=3)
         p = show(host, svc, "NRestarts")
-        reason = ssh(host, f"sudo journalctl -u {svc} --no-pager -o cat -n 200 | grep -m1 -i 'watchdog timeout'",
-                     check=False).strip()  # fmt: skip
-        return (f"{host}/{svc}: NRestarts {before[unit]} -> {p['NRestarts']}, active after "
-                f"{time.monotonic() - t0:.0f}s ({reason or 'no watchdog line'})")  # fmt: skip
+        reason = ssh(
+            host,
+            f"sudo journalctl -u {svc} --no-pager -o cat -n 200 | grep -m1 -i 'watchdog timeout'",
+            check=False,
+        ).strip()
+        return (
+            f"{host}/{svc}: NRestarts {before[unit]} -> {p['NRestarts']}, active after "
+            f"{time.monotonic() - t0:.0f}s ({reason or 'no watchdog line'})"
+        )
 
     with ThreadPoolExecutor(4) as pool:
         return list(pool.map(back, all_units()))
@@ -427,8 +449,10 @@ def check_fail2ban() -> list[str]:
     fra, ams = TB["hosts"]["fra"]["link_address"], TB["hosts"]["ams"]["link_address"]
     status = ssh("fra", "sudo fail2ban-client status sshd")
     lines = [f"fra fail2ban sshd jail: {' '.join(status.split())[:160]}"]
-    attempt = ("ssh -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
-               f"-o ConnectTimeout=5 -o PreferredAuthentications=publickey nosuchuser@{fra} true")  # fmt: skip
+    attempt = (
+        "ssh -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
+        f"-o ConnectTimeout=5 -o PreferredAuthentications=publickey nosuchuser@{fra} true"
+    )
     try:
         for _ in range(8):
             ssh("ams", attempt, check=False, timeout=30)
@@ -439,15 +463,23 @@ def check_fail2ban() -> list[str]:
         wait_for(banned, 60, f"fail2ban on fra banning {ams} after failed logins")
         lines.append(f"fra: {ams} banned after failed logins")
         if _rc("ams", f"nc -z -w 5 {fra} 22") == 0:
-            raise CheckFailed(f"{ams} is banned but still reaches fra:22")
+            raise CheckError(f"{ams} is banned but still reaches fra:22")
         lines.append(f"fra:22 unreachable from {ams} while banned")
     finally:
         ssh("fra", f"sudo fail2ban-client set sshd unbanip {ams}", check=False)
     return lines
 
 
-EARLY = [check_units, check_security, check_secret_files, check_ufw, check_relay_links,
-         check_no_secret_in_journals, check_executor_quotes, check_collector_flush_and_s3]  # fmt: skip
+EARLY = [
+    check_units,
+    check_security,
+    check_secret_files,
+    check_ufw,
+    check_relay_links,
+    check_no_secret_in_journals,
+    check_executor_quotes,
+    check_collector_flush_and_s3,
+]
 LATE = [check_watchdog, check_fail2ban]
 
 
@@ -460,11 +492,14 @@ def run(checks: list[Callable[[], list[str]]]) -> int:
             print(f"PASS {check.__name__} ({time.monotonic() - t:.1f}s)", flush=True)
             for line in lines:
                 print(f"     {line}", flush=True)
-        except (CheckFailed, subprocess.TimeoutExpired, OSError) as exc:
+        except (CheckError, subprocess.TimeoutExpired, OSError) as exc:
             failures.append(check.__name__)
             print(f"FAIL {check.__name__} ({time.monotonic() - t:.1f}s): {exc}", flush=True)
-    print(f"guest checks: {len(checks) - len(failures)} passed, {len(failures)} failed"
-          + (f": {', '.join(failures)}" if failures else ""), flush=True)  # fmt: skip
+    print(
+        f"guest checks: {len(checks) - len(failures)} passed, {len(failures)} failed"
+        + (f": {', '.join(failures)}" if failures else ""),
+        flush=True,
+    )
     return 1 if failures else 0
 
 
