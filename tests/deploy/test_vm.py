@@ -86,7 +86,8 @@ def test_deploy_on_vms() -> None:
                     )
                 )
             if code != 0:
-                failure = f"molecule {step} failed (exit {code}); last lines of {LOGS / (step + '.log')}:\n{_tail(text)}"
+                log = LOGS / f"{step}.log"
+                failure = f"molecule {step} failed (exit {code}); last lines of {log}:\n{_tail(text)}"
                 break
         if not failure:
             assert secrets, "testbed.py wrote no secrets list: the converge log grep would prove nothing"
