@@ -193,10 +193,14 @@ def check_secret_files() -> list[str]:
             out = ssh(host, f"sudo -u {svc} cat {path} >/dev/null 2>&1 && echo READABLE || echo denied")
             if "READABLE" in out:
                 bad.append(f"{host}: {path} readable by {svc}")
-        creds = ssh(
-            host, f"sudo stat -c '%n|%U|%a' /run/credentials/{svc}.service/* 2>/dev/null", check=False
-        )
-        lines.append(f"{host} /run/credentials/{svc}.service: {' '.join(creds.split())}")
+        # LoadCredential= copies: readable by the service user only, present only while it runs.
+        cred_dir = f"/run/credentials/{svc}.service"
+        creds = ssh(host, f"sudo sh -c \"stat -c '%n|%U|%a' {cred_dir}/*\"", check=False)
+        entries = [ln.split("|") for ln in creds.split()]
+        lines.append(f"{host} {cred_dir}: {[f'{Path(n).name} {u} {m}' for n, u, m in entries]}")
+        if not entries:
+            bad.append(f"{host}: no credentials under {cred_dir}")
+        bad += [f"{host} {n}: {u} {m}, want {svc} 400" for n, u, m in entries if (u, m) != (svc, "400")]
     if bad:
         raise CheckError("; ".join(bad))
     return lines

@@ -110,8 +110,8 @@ def make_secrets(state: Path, identity: object) -> dict[str, str]:
         vault = INVENTORY / env_name / "group_vars" / env_name / "vault.yml"
         vault.unlink(missing_ok=True)
         subprocess.run(
-            [str(Path(sys.executable).with_name("ansible-vault")), "encrypt", "--encrypt-vault-id", env_name, "--vault-id",
-             f"{env_name}@{ROOT / 'scripts' / 'vault-pass-client'}", "--output", str(vault)],
+            [str(Path(sys.executable).with_name("ansible-vault")), "encrypt", "--encrypt-vault-id", env_name,
+             "--vault-id", f"{env_name}@{ROOT / 'scripts' / 'vault-pass-client'}", "--output", str(vault)],
             input=plain, check=True, capture_output=True, text=True,
             env={**os.environ, "POLYMM_VAULT_PASSWORD_DIR": str(pass_dir)},
         )  # fmt: skip
