@@ -258,6 +258,8 @@ def check_ufw() -> list[str]:
         "ams", f"sudo journalctl -k --no-pager -o cat | grep -c 'UFW BLOCK.*SRC={other}'", check=False
     )
     lines.append(f"ams kernel log: {blocked.strip() or 0} [UFW BLOCK] lines from {other}")
+    if int(blocked.strip() or 0) == 0:
+        bad.append(f"no [UFW BLOCK] line for {other} in ams's kernel log: refused by something else than ufw")
     if bad:
         raise CheckError("; ".join(bad) + "\n" + "\n".join(lines))
     return lines
@@ -304,8 +306,9 @@ def _book(token: str) -> dict:
 
 
 def check_executor_quotes() -> list[str]:
-    """The CLOB starts with 3 external levels of 100 per side on the YES token: any other price or
-    size is the executor's resting quote. Its own journal must show the orders too."""
+    """The CLOB starts with 3 external levels of 100 per side on the YES token (0.47-0.49 bids, 0.51-0.53
+    asks; the NO book mirrors them at the same prices): any other price or size is the executor's
+    resting quote. Its log must show the quotes and its order journal must be written."""
     _, yes, no = TB["clob_market"]
 
     def quoting() -> list[str]:
@@ -315,13 +318,15 @@ def check_executor_quotes() -> list[str]:
             for side in ("bids", "asks"):
                 for level in book.get(side, []):
                     price, size = float(level["price"]), float(level["size"])
-                    if token == no or size != 100 or not _external(side, price):
+                    if size != 100 or not _external(side, price):
                         found.append(f"{'YES' if token == yes else 'NO'} {side} {size}@{price}")
         return found
 
     quotes = wait_for(quoting, 120, "the executor's quotes on the local CLOB's book", every=3)
     journal = ssh("ams", "sudo journalctl -u trading-executor --no-pager -o cat -n 400")
-    order_lines = [ln for ln in journal.splitlines() if re.search(r"\border|\bquot|\bpost", ln, re.I)]
+    order_lines = [ln for ln in journal.splitlines() if " quotes: " in ln]
+    if not order_lines:
+        raise CheckError("trading-executor logged no `quotes:` line in its last 400 journal lines")
     files = ssh(
         "ams", "sudo find /var/lib/trading-executor/journal -type f -size +0 -printf '%p %s\\n'", check=False
     )
