@@ -187,14 +187,17 @@ def up(state: Path, *, skip_wheelhouse: bool = False) -> dict[str, object]:
     return doc
 
 
-def down(state: Path, *, quiet: bool = False) -> None:
+def down(state: Path, *, quiet: bool = False, inventory: Path = INVENTORY) -> None:
+    """Stop everything of a bed and forget it, so the next `up` starts from nothing (the
+    restarts snapshot of an old bed must never be compared with a new one's units)."""
     stopped = vms.stop_all(state / "vms")
     servers = hostservers.stop(state / "servers") if (state / "servers").exists() else []
     for env_name in ("prod", "collect"):
-        (INVENTORY / env_name / "group_vars" / env_name / "vault.yml").unlink(missing_ok=True)
+        (inventory / env_name / "group_vars" / env_name / "vault.yml").unlink(missing_ok=True)
     shutil.rmtree(state / "secrets", ignore_errors=True)
     shutil.rmtree(state / "vault-pass", ignore_errors=True)
-    (state / "testbed.json").unlink(missing_ok=True)
+    for name in ("testbed.json", "restarts.json"):
+        (state / name).unlink(missing_ok=True)
     if not quiet or stopped or servers:
         log(f"down: stopped VMs {stopped or 'none'}, servers {servers or 'none'}")
 
