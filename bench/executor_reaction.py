@@ -128,9 +128,11 @@ def setup(tmp: Path) -> tuple[RemoteClob, Path, Path]:
     return sim, certs, markets
 
 
-async def measure_executor(
-    sim: RemoteClob, certs: Path, markets: Path, tmp: Path, rounds: int
-) -> dict[str, float | None]:
+async def start_executor(
+    sim: RemoteClob, certs: Path, markets: Path, tmp: Path
+) -> tuple[TradingExecutor, asyncio.Event, asyncio.Task[None]]:
+    """The real trading-executor in this process on the local CLOB, once it is ready to quote
+    (Binance feed connected, orders reconciled). Stop it with `stop.set()`, then await the task."""
     env = Env({
         "LISTEN_HOST": "127.0.0.1", "LISTEN_PORT": "0", "CERT_DIR": str(certs),
         "MARKETS_CONFIG": str(markets),
@@ -148,6 +150,13 @@ async def measure_executor(
         if time.monotonic() > deadline:
             raise RuntimeError("executor did not become ready")
         await asyncio.sleep(0.05)
+    return executor, stop, task
+
+
+async def measure_executor(
+    sim: RemoteClob, certs: Path, markets: Path, tmp: Path, rounds: int
+) -> dict[str, float | None]:
+    executor, stop, task = await start_executor(sim, certs, markets, tmp)
     orders = executor.engine.orders.orders
     decide, first, wire, missed = [], [], [], 0
     for i in range(rounds):

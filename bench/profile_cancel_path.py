@@ -126,34 +126,14 @@ def instrument() -> None:
 
 
 async def measure(rounds: int) -> dict[str, Any]:
-    from eth_account import Account
-
-    from polymm.executor.config import ExecutorServiceConfig
-    from polymm.executor.service import TradingExecutor
-    from polymm.executor.strategy_bridge import build_strategy
     from polymm.executor.types import OrderState
     from polymm.relay.events import Bbo
-    from polymm.service.config import Env
 
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         sim, certs, markets = reaction.setup(tmp)
         try:
-            env = Env({
-                "LISTEN_HOST": "127.0.0.1", "LISTEN_PORT": "0", "CERT_DIR": str(certs),
-                "MARKETS_CONFIG": str(markets), "CLOB_URL": sim.url, "CLOB_WS_URL": sim.ws_url,
-                "DRY_RUN": "false", "BINANCE_STALE_MS": "60000", "JOURNAL_DIR": str(tmp / "journal"),
-                "POLY_PRIVATE_KEY": Account.create().key.hex(), "MAX_ORDERS_PER_SEC": "1000",
-            })  # fmt: skip
-            cfg = ExecutorServiceConfig.from_env(env)
-            strategy, specs = build_strategy(cfg.markets_path)
-            executor = TradingExecutor(cfg, strategy, specs)
-            stop = asyncio.Event()
-            task = asyncio.create_task(executor.run(stop))
-            deadline = time.monotonic() + 30
-            while not (executor.feed.connected and executor.engine.orders.reconciled):
-                assert time.monotonic() < deadline, "executor did not become ready"
-                await asyncio.sleep(0.05)
+            executor, stop, task = await reaction.start_executor(sim, certs, markets, tmp)
             live = executor.engine.orders.orders
             seg: dict[str, list[float]] = {}
             presign_overlap = 0
