@@ -38,7 +38,7 @@ vm-deps:
 
 # Real Debian 12 VMs: image build, converge, idempotence, verify (molecule/default, tests/vm/).
 test-deploy: install vm-deps
-	$(BIN)/pytest tests/deploy/test_vm.py -s -p no:cacheprovider --timeout=2700
+	$(BIN)/pytest tests/deploy/test_vm.py -s -p no:cacheprovider --timeout=3600
 
 bench: install
 	$(BIN)/python bench/relay_latency.py --quick
