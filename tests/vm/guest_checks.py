@@ -37,6 +37,7 @@ CERTS = {
     "data-collector": ("collect", "server"),
 }
 MAX_EXPOSURE = 5.0
+QUOTE_LINE = re.compile(r"\bquote \d\d:\d\d:\d\d\.\d{3}Z .* YES bid ")
 EXEC_PORT, COLLECT_PORT = 9001, 9002
 
 
@@ -324,9 +325,10 @@ def check_executor_quotes() -> list[str]:
 
     quotes = wait_for(quoting, 120, "the executor's quotes on the local CLOB's book", every=3)
     journal = ssh("ams", "sudo journalctl -u trading-executor --no-pager -o cat -n 400")
-    order_lines = [ln for ln in journal.splitlines() if " quotes: " in ln]
+    # The trader's view line (polymm.executor.quote_view): "quote 12:01:45.011Z BTCUSDT mid ... YES bid"
+    order_lines = [ln for ln in journal.splitlines() if QUOTE_LINE.search(ln)]
     if not order_lines:
-        raise CheckError("trading-executor logged no `quotes:` line in its last 400 journal lines")
+        raise CheckError("trading-executor logged no `quote` line in its last 400 journal lines")
     files = ssh(
         "ams", "sudo find /var/lib/trading-executor/journal -type f -size +0 -printf '%p %s\\n'", check=False
     )
