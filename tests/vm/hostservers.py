@@ -40,6 +40,7 @@ class Server:
     name: str
     argv: list[str]
     port: int  # the port that answers when the server is ready
+    udp: bool = False  # ready = answers an NTP request on that UDP port
 
 
 def collector_identity() -> S3Identity:
@@ -55,7 +56,7 @@ def collector_identity() -> S3Identity:
 def plan(state: Path, identity: S3Identity) -> tuple[list[Server], dict[str, str]]:
     """argv of every server, and the endpoint URLs as the guests see them."""
     py = sys.executable
-    ports = {n: free_port() for n in ("binance", "polymarket", "gamma", "clob", "clob_ws")}
+    ports = {n: free_port() for n in ("binance", "polymarket", "gamma", "clob", "clob_ws", "ntp")}
     weed_argv, s3_url = weed_mini_command(state / "s3", [ADMIN, identity])
     s3_port = int(s3_url.rsplit(":", 1)[1])
     servers = [
@@ -66,7 +67,9 @@ def plan(state: Path, identity: S3Identity) -> tuple[list[Server], dict[str, str
         Server("gamma-sim", [py, "-m", "polymm.sim.gamma", "--port", str(ports["gamma"])], ports["gamma"]),
         Server("clob-sim", [py, "-m", "polymm.sim.clob", "--port", str(ports["clob"]),
                             "--ws-port", str(ports["clob_ws"]), "--market", ":".join(CLOB_MARKET),
-                            "--depth", str(EXTERNAL_DEPTH)], ports["clob"]),
+                            "--depth", str(EXTERNAL_DEPTH), "--takers", "1"], ports["clob"]),
+        # The guests' only time source (no route to a pool): chrony syncs to the host's clock.
+        Server("ntp-sim", [py, "-m", "polymm.sim.ntp", "--port", str(ports["ntp"])], ports["ntp"], udp=True),
         Server("s3", weed_argv, s3_port),
     ]  # fmt: skip
     g = GUEST_HOST
@@ -77,6 +80,7 @@ def plan(state: Path, identity: S3Identity) -> tuple[list[Server], dict[str, str
         "clob_url": f"http://{g}:{ports['clob']}",
         "clob_ws_url": f"ws://{g}:{ports['clob_ws']}",
         "s3_endpoint_url": f"http://{g}:{s3_port}",
+        "ntp_server": f"{g} port {ports['ntp']}",  # a chrony source line's address part
         # the same servers from the host, for the checks
         "host_clob_url": f"http://127.0.0.1:{ports['clob']}",
         "host_s3_url": f"http://127.0.0.1:{s3_port}",
@@ -87,6 +91,15 @@ def plan(state: Path, identity: S3Identity) -> tuple[list[Server], dict[str, str
 def _listening(port: int) -> bool:
     with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
         return True
+    return False
+
+
+def _answers_ntp(port: int) -> bool:
+    request = bytes([0x23]) + bytes(47)  # version 4, client mode
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(1)
+        sock.sendto(request, ("127.0.0.1", port))
+        return len(sock.recv(512)) >= 48
     return False
 
 
@@ -106,7 +119,7 @@ def start(state: Path, identity: S3Identity, timeout_s: float = 90) -> dict[str,
             (state / f"{server.name}.pid").write_text(f"{proc.pid}\n")
         deadline = time.monotonic() + timeout_s
         for server in servers:
-            while not _listening(server.port):
+            while not (_answers_ntp(server.port) if server.udp else _listening(server.port)):
                 if not _running(state, server.name):
                     raise RuntimeError(f"{server.name} exited; see {state / (server.name + '.log')}")
                 if time.monotonic() > deadline:
