@@ -323,7 +323,11 @@ def check_executor_quotes() -> list[str]:
                         found.append(f"{'YES' if token == yes else 'NO'} {side} {size}@{price}")
         return found
 
-    quotes = wait_for(quoting, 120, "the executor's quotes on the local CLOB's book", every=3)
+    try:
+        quotes = wait_for(quoting, 120, "the executor's quotes on the local CLOB's book", every=3)
+    except CheckError as e:
+        tail = ssh("ams", "sudo journalctl -u trading-executor --no-pager -o cat -n 25", check=False)
+        raise CheckError(f"{e}; trading-executor's last lines:\n{tail}") from None
     journal = ssh("ams", "sudo journalctl -u trading-executor --no-pager -o cat -n 400")
     # The trader's view line (polymm.executor.quote_view): "quote 12:01:45.011Z BTCUSDT mid ... YES bid"
     order_lines = [ln for ln in journal.splitlines() if QUOTE_LINE.search(ln)]

@@ -67,7 +67,7 @@ def plan(state: Path, identity: S3Identity) -> tuple[list[Server], dict[str, str
         Server("gamma-sim", [py, "-m", "polymm.sim.gamma", "--port", str(ports["gamma"])], ports["gamma"]),
         Server("clob-sim", [py, "-m", "polymm.sim.clob", "--port", str(ports["clob"]),
                             "--ws-port", str(ports["clob_ws"]), "--market", ":".join(CLOB_MARKET),
-                            "--depth", str(EXTERNAL_DEPTH), "--takers", "1"], ports["clob"]),
+                            "--depth", str(EXTERNAL_DEPTH), "--churn", "0.5"], ports["clob"]),
         # The guests' only time source (no route to a pool): chrony syncs to the host's clock.
         Server("ntp-sim", [py, "-m", "polymm.sim.ntp", "--port", str(ports["ntp"])], ports["ntp"], udp=True),
         Server("s3", weed_argv, s3_port),

@@ -1594,21 +1594,51 @@ async def _amain(args: argparse.Namespace) -> None:
             cond, yes, no, tick_size=args.tick_size, neg_risk=args.neg_risk, min_size=args.min_size
         )
     await sim.start()
+    external: list[ExternalOrder] = []
     for cond, yes, no in args.market:
         # a little two-sided external depth so the book isn't empty
         for i in range(1, args.depth + 1):
-            sim.add_external_order(yes, "BUY", round(0.5 - i * 0.01, 4), 100)
-            sim.add_external_order(yes, "SELL", round(0.5 + i * 0.01, 4), 100)
+            for side, price in (("BUY", round(0.5 - i * 0.01, 4)), ("SELL", round(0.5 + i * 0.01, 4))):
+                external.append(
+                    ExternalOrder(yes, side, price, 100, sim.add_external_order(yes, side, price, 100))
+                )
         del cond, no
     print(f"CLOB_URL={sim.url}", flush=True)
     print(f"CLOB_WS_URL={sim.ws_url}", flush=True)
     print(f"market channel: {sim.ws_url}/ws/market  user channel: {sim.ws_url}/ws/user", flush=True)
     try:
+        flows = []
         if args.takers > 0:
-            await _anonymous_takers(sim, [yes for _, yes, _ in args.market], args.takers, args.min_size)
-        await asyncio.Event().wait()
+            flows.append(
+                _anonymous_takers(sim, [yes for _, yes, _ in args.market], args.takers, args.min_size)
+            )
+        if args.churn > 0:
+            flows.append(external_churn(sim, external, args.churn))
+        await asyncio.gather(*flows, asyncio.Event().wait())
     finally:
         await sim.stop()
+
+
+@dataclass
+class ExternalOrder:
+    token: str
+    side: str
+    price: float
+    size: float
+    order_id: str
+
+
+async def external_churn(sim: ClobSim, orders: list[ExternalOrder], every_s: float) -> None:
+    """Other makers requoting: every `every_s` one external order (in turn) is cancelled and placed
+    again, same price and size. The market channel stays live (as a real market's does) while the
+    book keeps its shape, so a quiet test market never trips a stale-feed kill switch."""
+    for n in itertools.count():
+        await asyncio.sleep(every_s)
+        if not orders:
+            continue
+        order = orders[n % len(orders)]
+        sim.cancel_external(order.order_id)
+        order.order_id = sim.add_external_order(order.token, order.side, order.price, order.size)
 
 
 async def _anonymous_takers(sim: ClobSim, tokens: list[str], every_s: float, size: float) -> None:
@@ -1635,6 +1665,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--heartbeat-timeout", type=float, default=10.0)
     p.add_argument("--takers", type=float, default=0, metavar="SECS",
                    help="an anonymous taker hits the best price every SECS seconds (0 = none)")  # fmt: skip
+    p.add_argument("--churn", type=float, default=0, metavar="SECS",
+                   help="every SECS an external order is cancelled and placed again (0 = never)")  # fmt: skip
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(
