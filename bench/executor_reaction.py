@@ -7,6 +7,9 @@ value, hands the decoded BBO to the executor exactly as the relay receiver does,
   first request BBO -> first request of the reaction (the cancel) arriving at the CLOB
   tick_to_wire  BBO -> the POST of the replacement orders arriving at the CLOB
   sign          one V2 order signature (EIP-712 + secp256k1 via coincurve), and orders signed/s
+The executor runs with its configured overlap rule (OVERLAP_POSTS=auto: posts alongside the
+cancel where the limits allow, `overlapped_rounds` says how often) and again, in the same run,
+with OVERLAP_POSTS=never (cancel, wait for its answer, post): the `cancel_first_*` figures.
 Baseline in the same run, doing the same work: the textbook path with py-clob-client-v2, which on
 each tick cancels the two resting quotes (cancel_orders) and then calls create_and_post_order for
 each replacement in turn; its first request is the cancel, as ours is.
@@ -129,7 +132,7 @@ def setup(tmp: Path) -> tuple[RemoteClob, Path, Path]:
 
 
 async def start_executor(
-    sim: RemoteClob, certs: Path, markets: Path, tmp: Path
+    sim: RemoteClob, certs: Path, markets: Path, tmp: Path, **extra_env: str
 ) -> tuple[TradingExecutor, asyncio.Event, asyncio.Task[None]]:
     """The real trading-executor in this process on the local CLOB, once it is ready to quote
     (Binance feed connected, orders reconciled). Stop it with `stop.set()`, then await the task."""
@@ -138,7 +141,7 @@ async def start_executor(
         "MARKETS_CONFIG": str(markets),
         "CLOB_URL": sim.url, "CLOB_WS_URL": sim.ws_url, "DRY_RUN": "false", "BINANCE_STALE_MS": "60000",
         "POLY_PRIVATE_KEY": Account.create().key.hex(), "JOURNAL_DIR": str(tmp / "journal"),
-        "MAX_ORDERS_PER_SEC": "1000",
+        "MAX_ORDERS_PER_SEC": "1000", **extra_env,
     })  # fmt: skip
     cfg = ExecutorServiceConfig.from_env(env)
     strategy, specs = build_strategy(cfg.markets_path)
@@ -154,9 +157,9 @@ async def start_executor(
 
 
 async def measure_executor(
-    sim: RemoteClob, certs: Path, markets: Path, tmp: Path, rounds: int
+    sim: RemoteClob, certs: Path, markets: Path, tmp: Path, rounds: int, **extra_env: str
 ) -> dict[str, float | None]:
-    executor, stop, task = await start_executor(sim, certs, markets, tmp)
+    executor, stop, task = await start_executor(sim, certs, markets, tmp, **extra_env)
     orders = executor.engine.orders.orders
     decide, first, wire, missed = [], [], [], 0
     for i in range(rounds):
@@ -186,10 +189,11 @@ async def measure_executor(
     signed = await executor.engine.gateway.sign(quotes)
     signed_per_s = len(signed) / (time.perf_counter() - start)
     sign_samples = [s.sign_ns / 1000 for s in signed if not isinstance(s, tuple)]
+    stats = executor.engine.orders.stats
     stop.set()
     await asyncio.wait_for(task, 30)
     return {
-        "rounds": len(wire), "missed": missed,
+        "rounds": len(wire), "missed": missed, "overlapped": stats.overlapped,
         "decide_p50_us": pct(decide, 50), "decide_p99_us": pct(decide, 99),
         "first_request_p50_us": pct(first, 50), "tick_to_wire_p50_us": pct(wire, 50),
         "tick_to_wire_p99_us": pct(wire, 99), "sign_p50_us": pct(sign_samples or sign_one, 50),
@@ -239,10 +243,12 @@ async def main(rounds: int) -> None:
         sim, certs, markets = setup(tmp)
         try:
             ours = await measure_executor(sim, certs, markets, tmp, rounds)
+            never = await measure_executor(sim, certs, markets, tmp, rounds, OVERLAP_POSTS="never")
             base = await asyncio.to_thread(measure_baseline, sim, rounds)
         finally:
             sim.stop()
     print(f"executor : {ours}")
+    print(f"cancel-1st: {never}")
     print(f"baseline : {base}")
     print(json.dumps({
         "decide_p50_us": ours["decide_p50_us"], "decide_p99_us": ours["decide_p99_us"],
@@ -254,6 +260,11 @@ async def main(rounds: int) -> None:
         "baseline_tick_to_wire_p99_us": base["tick_to_wire_p99_us"],
         "baseline_first_request_p50_us": base["first_request_p50_us"],
         "missed_rounds": ours["missed"], "baseline_missed_rounds": base["missed"],
+        "overlapped_rounds": ours["overlapped"],
+        "cancel_first_tick_to_wire_p50_us": never["tick_to_wire_p50_us"],
+        "cancel_first_tick_to_wire_p99_us": never["tick_to_wire_p99_us"],
+        "cancel_first_first_request_p50_us": never["first_request_p50_us"],
+        "cancel_first_missed_rounds": never["missed"],
     }))  # fmt: skip
 
 
