@@ -231,13 +231,7 @@ class OrderManager:
         if diff.cancel and diff.place and self.reconciled and not self.risk.halted:
             decision = self._decide_overlap(diff, now)
             if decision.overlap:
-                # The cancel's request is handed to the pool first; the posts follow on another
-                # worker without waiting for its answer. A failed cancel leaves the old orders
-                # tracked (LIVE again), which is what the decision already counted.
-                cancelled, placed = await asyncio.gather(
-                    self._cancel_orders(diff.cancel, "requote"), self._place(diff.place)
-                )
-                return cancelled and placed and clean
+                return await self._overlap(diff) and clean
         if diff.cancel:
             sign_ms = len(diff.place) * self.gw.sign_ms_median
             if diff.place and sign_ms >= PRESIGN_MIN_MS and self.reconciled and not self.risk.halted:
@@ -250,6 +244,19 @@ class OrderManager:
                 presigned.cancel()
             return clean
         return await self._place(diff.place, presigned) and clean
+
+    async def _overlap(self, diff: Diff) -> bool:
+        """Cancel and post without waiting for the cancel's answer. The posts start once the
+        cancel's request is written: signing and building them earlier would compete with it for
+        the GIL and hold the stale quotes' cancel back. A failed cancel leaves the old orders
+        tracked (LIVE again), as the decision counted them."""
+        sent = asyncio.Event()
+        cancel = asyncio.ensure_future(self._cancel_orders(diff.cancel, "requote", sent))
+        written = asyncio.ensure_future(sent.wait())
+        await asyncio.wait((cancel, written), return_when=asyncio.FIRST_COMPLETED)
+        written.cancel()
+        placed = await self._place(diff.place)
+        return await cancel and placed
 
     def _decide_overlap(self, diff: Diff, now: int) -> OverlapDecision:
         d = decide_overlap(
@@ -282,7 +289,9 @@ class OrderManager:
 
     # -- cancels ---------------------------------------------------------------------------------
 
-    async def _cancel_orders(self, orders: list[LiveOrder], why: str) -> bool:
+    async def _cancel_orders(
+        self, orders: list[LiveOrder], why: str, sent: asyncio.Event | None = None
+    ) -> bool:
         granted = self.cancel_bucket.take_up_to(len(orders))
         batch = orders[:granted]
         if not batch:
@@ -292,7 +301,8 @@ class OrderManager:
             o.state = OrderState.CANCELING
             self._journal("cancel_sent", o, reason=why)
         self.stats.cancels_sent += len(batch)
-        res = await self.gw.cancel([o.order_id for o in batch])
+        ids = [o.order_id for o in batch]
+        res = await (self.gw.cancel(ids) if sent is None else self.gw.cancel(ids, sent=sent))
         if not res.ok:
             for o in batch:
                 if self.orders.get(o.order_id) is o:
