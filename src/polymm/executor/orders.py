@@ -248,15 +248,20 @@ class OrderManager:
     async def _overlap(self, diff: Diff) -> bool:
         """Cancel and post without waiting for the cancel's answer. The posts start once the
         cancel's request is written: signing and building them earlier would compete with it for
-        the GIL and hold the stale quotes' cancel back. A failed cancel leaves the old orders
-        tracked (LIVE again), as the decision counted them."""
+        the GIL and hold the stale quotes' cancel back. The cancel runs inline (as in
+        cancel-first, no extra loop iteration before it is handed to the pool). A failed cancel
+        leaves the old orders tracked (LIVE again), as the decision counted them."""
         sent = asyncio.Event()
-        cancel = asyncio.ensure_future(self._cancel_orders(diff.cancel, "requote", sent))
-        written = asyncio.ensure_future(sent.wait())
-        await asyncio.wait((cancel, written), return_when=asyncio.FIRST_COMPLETED)
-        written.cancel()
-        placed = await self._place(diff.place)
-        return await cancel and placed
+        posts = asyncio.ensure_future(self._place_when(sent, diff.place))
+        try:
+            cancelled = await self._cancel_orders(diff.cancel, "requote", sent)
+        finally:
+            sent.set()  # never sent (rate-limited, refused locally) or already answered: post now
+        return await posts and cancelled
+
+    async def _place_when(self, sent: asyncio.Event, quotes: list[Quote]) -> bool:
+        await sent.wait()
+        return await self._place(quotes)
 
     def _decide_overlap(self, diff: Diff, now: int) -> OverlapDecision:
         d = decide_overlap(
