@@ -7,6 +7,10 @@ value, hands the decoded BBO to the executor exactly as the relay receiver does,
   first request BBO -> first request of the reaction (the cancel) arriving at the CLOB
   tick_to_wire  BBO -> the POST of the replacement orders arriving at the CLOB
   sign          one V2 order signature (EIP-712 + secp256k1 via coincurve), and orders signed/s
+The executor's overlap rule alternates every two rounds in the same executor (same connections,
+same load): OVERLAP_POSTS=auto (posts alongside the cancel where the limits allow;
+`overlapped_rounds` says how often it did) for the main figures, never (cancel, wait for its
+answer, post) for the `cancel_first_*` ones.
 Baseline in the same run, doing the same work: the textbook path with py-clob-client-v2, which on
 each tick cancels the two resting quotes (cancel_orders) and then calls create_and_post_order for
 each replacement in turn; its first request is the cancel, as ours is.
@@ -38,6 +42,7 @@ from py_clob_client_v2 import ClobClient
 from py_clob_client_v2.clob_types import OrderArgs
 
 from polymm.executor.config import ExecutorServiceConfig
+from polymm.executor.overlap import OverlapMode
 from polymm.executor.service import TradingExecutor
 from polymm.executor.strategy_bridge import build_strategy
 from polymm.executor.types import OrderState, Quote, Side
@@ -129,7 +134,7 @@ def setup(tmp: Path) -> tuple[RemoteClob, Path, Path]:
 
 
 async def start_executor(
-    sim: RemoteClob, certs: Path, markets: Path, tmp: Path
+    sim: RemoteClob, certs: Path, markets: Path, tmp: Path, **extra_env: str
 ) -> tuple[TradingExecutor, asyncio.Event, asyncio.Task[None]]:
     """The real trading-executor in this process on the local CLOB, once it is ready to quote
     (Binance feed connected, orders reconciled). Stop it with `stop.set()`, then await the task."""
@@ -138,7 +143,7 @@ async def start_executor(
         "MARKETS_CONFIG": str(markets),
         "CLOB_URL": sim.url, "CLOB_WS_URL": sim.ws_url, "DRY_RUN": "false", "BINANCE_STALE_MS": "60000",
         "POLY_PRIVATE_KEY": Account.create().key.hex(), "JOURNAL_DIR": str(tmp / "journal"),
-        "MAX_ORDERS_PER_SEC": "1000",
+        "MAX_ORDERS_PER_SEC": "1000", **extra_env,
     })  # fmt: skip
     cfg = ExecutorServiceConfig.from_env(env)
     strategy, specs = build_strategy(cfg.markets_path)
@@ -154,12 +159,17 @@ async def start_executor(
 
 
 async def measure_executor(
-    sim: RemoteClob, certs: Path, markets: Path, tmp: Path, rounds: int
+    sim: RemoteClob, certs: Path, markets: Path, tmp: Path, rounds: int, **extra_env: str
 ) -> dict[str, float | None]:
-    executor, stop, task = await start_executor(sim, certs, markets, tmp)
+    executor, stop, task = await start_executor(sim, certs, markets, tmp, **extra_env)
     orders = executor.engine.orders.orders
-    decide, first, wire, missed = [], [], [], 0
+    decide: list[float] = []
+    first: dict[OverlapMode, list[float]] = {m: [] for m in OverlapMode}
+    wire: dict[OverlapMode, list[float]] = {m: [] for m in OverlapMode}
+    missed = dict.fromkeys(OverlapMode, 0)
     for i in range(rounds):
+        # in pairs, so that each mode sees both directions of the price step
+        mode = executor.engine.orders.overlap = (OverlapMode.AUTO, OverlapMode.NEVER)[(i // 2) % 2]
         mid = 100_000.0 + (40.0 if i % 2 else 0.0)  # each step moves fair value past the threshold
         t0 = time.time_ns()
         bbo = Bbo("BTCUSDT", t0, 0, 0, i, mid - 0.5, 1.0, mid + 0.5, 1.0, arrival_ts=t0)
@@ -171,12 +181,12 @@ async def measure_executor(
             posts = [ts for ts, m, p in log if m == "POST" and p.startswith("/order")]
             live = [o for o in orders.values() if o.state is OrderState.LIVE]
             if posts and len(live) == 2:
-                first.append((log[0][0] - t0) / 1000)
-                wire.append((posts[0] - t0) / 1000)
+                first[mode].append((log[0][0] - t0) / 1000)
+                wire[mode].append((posts[0] - t0) / 1000)
                 break
             await asyncio.sleep(0.001)
         else:
-            missed += 1
+            missed[mode] += 1
         # 4 requests a round: pace below the executor's own 40 orders/s bucket (Polymarket's
         # per-signer limit), or the figures would measure the throttle instead of the reaction.
         await asyncio.sleep(0.12)
@@ -186,13 +196,20 @@ async def measure_executor(
     signed = await executor.engine.gateway.sign(quotes)
     signed_per_s = len(signed) / (time.perf_counter() - start)
     sign_samples = [s.sign_ns / 1000 for s in signed if not isinstance(s, tuple)]
+    stats = executor.engine.orders.stats
     stop.set()
     await asyncio.wait_for(task, 30)
+    auto, never = OverlapMode.AUTO, OverlapMode.NEVER
     return {
-        "rounds": len(wire), "missed": missed,
+        "rounds": len(wire[auto]), "missed": missed[auto], "overlapped": stats.overlapped,
         "decide_p50_us": pct(decide, 50), "decide_p99_us": pct(decide, 99),
-        "first_request_p50_us": pct(first, 50), "tick_to_wire_p50_us": pct(wire, 50),
-        "tick_to_wire_p99_us": pct(wire, 99), "sign_p50_us": pct(sign_samples or sign_one, 50),
+        "first_request_p50_us": pct(first[auto], 50), "tick_to_wire_p50_us": pct(wire[auto], 50),
+        "tick_to_wire_p99_us": pct(wire[auto], 99),
+        "cancel_first_rounds": len(wire[never]), "cancel_first_missed": missed[never],
+        "cancel_first_first_request_p50_us": pct(first[never], 50),
+        "cancel_first_tick_to_wire_p50_us": pct(wire[never], 50),
+        "cancel_first_tick_to_wire_p99_us": pct(wire[never], 99),
+        "sign_p50_us": pct(sign_samples or sign_one, 50),
         "sign_p99_us": pct(sign_samples or sign_one, 99), "orders_signed_per_s": round(signed_per_s),
     }  # fmt: skip
 
@@ -254,6 +271,11 @@ async def main(rounds: int) -> None:
         "baseline_tick_to_wire_p99_us": base["tick_to_wire_p99_us"],
         "baseline_first_request_p50_us": base["first_request_p50_us"],
         "missed_rounds": ours["missed"], "baseline_missed_rounds": base["missed"],
+        "overlapped_rounds": ours["overlapped"],
+        "cancel_first_tick_to_wire_p50_us": ours["cancel_first_tick_to_wire_p50_us"],
+        "cancel_first_tick_to_wire_p99_us": ours["cancel_first_tick_to_wire_p99_us"],
+        "cancel_first_first_request_p50_us": ours["cancel_first_first_request_p50_us"],
+        "cancel_first_missed_rounds": ours["cancel_first_missed"],
     }))  # fmt: skip
 
 

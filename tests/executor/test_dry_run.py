@@ -11,6 +11,7 @@ from pathlib import Path
 
 from polymm.executor.clob_gateway import GatewayConfig
 from polymm.executor.engine import Executor, ExecutorConfig
+from polymm.executor.overlap import OverlapMode
 from polymm.executor.risk import KillReason, RiskLimits
 from polymm.executor.types import MarketSpec, OrderState, Quote, Side
 from polymm.executor.user_ws import MakerOrder, OrderEvent, TradeEvent
@@ -214,6 +215,7 @@ async def test_slow_signing_is_done_while_the_cancel_is_in_flight(
     tmp_path: Path, private_key: str, market: MarketSpec
 ) -> None:
     ex = make(tmp_path, private_key, market)
+    ex.orders.overlap = OverlapMode.NEVER  # presigning is the cancel-first path's (overlap signs at once)
     await ex.start()
     signed_during_cancel: list[bool] = []
     cancel, sign = ex.gateway.cancel, ex.gateway.sign

@@ -18,6 +18,7 @@ import asyncio
 import functools
 import logging
 import statistics
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +42,34 @@ T = TypeVar("T")
 
 MAX_POST_BATCH = 15
 MAX_CANCEL_BATCH = 1000
+
+# Per pool thread: who wants to hear that the request this job is making has been written.
+_on_written = threading.local()
+
+
+def _hook_request(request: httpx.Request) -> None:
+    """httpx request hook: hand a pending "written" callback to httpcore's trace of this request."""
+    notify: Callable[[], None] | None = getattr(_on_written, "notify", None)
+    if notify is None:
+        return
+    _on_written.notify = None
+
+    def trace(event: str, info: dict[str, Any]) -> None:
+        if event.endswith("send_request_body.complete"):  # http11.* or http2.*: the last byte left
+            notify()
+
+    request.extensions = {**request.extensions, "trace": trace}
+
+
+def _notify_when_written(fn: Callable[[], T], notify: Callable[[], None]) -> Callable[[], T]:
+    def run() -> T:
+        _on_written.notify = notify
+        try:
+            return fn()
+        finally:
+            _on_written.notify = None
+
+    return run
 
 
 class CallKind(StrEnum):
@@ -173,7 +202,9 @@ class ClobGateway:
         if not cfg.dry_run:
             # The library keeps one module-level httpx client with a 5 s timeout. A stuck request
             # must not outlive the heartbeat window, so use our own (shorter) timeout.
-            _http._http_client = httpx.Client(http2=True, timeout=cfg.http_timeout_s)
+            _http._http_client = httpx.Client(
+                http2=True, timeout=cfg.http_timeout_s, event_hooks={"request": [_hook_request]}
+            )
         # Its own per-request error log is unthrottled; we log a throttled, scrubbed line instead.
         logging.getLogger(_http.__name__).setLevel(logging.CRITICAL)
         creds = None
@@ -337,22 +368,33 @@ class ClobGateway:
                 out.append(PostOutcome(s, CallKind.REJECTED, False, status, err))
         return out
 
-    async def cancel(self, order_ids: Sequence[str]) -> CallResult:
+    async def cancel(self, order_ids: Sequence[str], *, sent: asyncio.Event | None = None) -> CallResult:
         """Cancel by id (batches of 1000, retried: cancelling is idempotent).
-        data = {"canceled": [ids], "not_canceled": {id: reason}}."""
+        data = {"canceled": [ids], "not_canceled": {id: reason}}.
+        `sent` is set once the (first) request has been written to the connection, or at once if
+        nothing is to be sent; a request that fails before that never sets it."""
         ids = list(dict.fromkeys(order_ids))
+        if (not ids or self.cfg.dry_run) and sent is not None:
+            sent.set()  # nothing goes out: nothing to wait for
         if not ids:
             return CallResult(CallKind.OK, {"canceled": [], "not_canceled": {}})
         if self.cfg.dry_run:
             log.info("DRY_RUN cancel %d orders", len(ids))
             return CallResult(CallKind.DRY_RUN, {"canceled": ids, "not_canceled": {}})
         client = self._require()
+        notify = None
+        if sent is not None:
+            loop = asyncio.get_running_loop()
+            notify = functools.partial(loop.call_soon_threadsafe, sent.set)
         canceled: list[str] = []
         not_canceled: dict[str, str] = {}
         last: CallResult | None = None
         for i in range(0, len(ids), MAX_CANCEL_BATCH):
             chunk = ids[i : i + MAX_CANCEL_BATCH]
-            last = await self._call_retry("cancel_orders", functools.partial(client.cancel_orders, chunk))
+            call: Callable[[], Any] = functools.partial(client.cancel_orders, chunk)
+            if notify is not None:
+                call = _notify_when_written(call, notify)
+            last = await self._call_retry("cancel_orders", call)
             if not last.ok:
                 return last
             data = last.data if isinstance(last.data, dict) else {}

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from polymm.executor.overlap import OverlapMode
 from polymm.executor.risk import RiskLimits
 from polymm.relay.config import ReceiverConfig
 from polymm.service.config import ConfigError, Env
@@ -41,6 +42,7 @@ class ExecutorServiceConfig:
     limits: RiskLimits
     timer_s: float
     status_log_s: float
+    overlap_posts: OverlapMode = OverlapMode.AUTO
 
     @classmethod
     def from_env(cls, env: Env | None = None, *, need_receiver: bool = True) -> ExecutorServiceConfig:
@@ -86,6 +88,11 @@ class ExecutorServiceConfig:
             limits=limits,
             timer_s=env.float("STRATEGY_TIMER_SECS", 0.25, low=0.01, high=60),
             status_log_s=env.float("STATUS_LOG_SECS", 60.0, low=1, high=3600),
+            # auto: a replacement's posts go out with its cancel where the hard limits allow old
+            # and new to rest together (docs/overlap.md); never: always wait for the cancel.
+            overlap_posts=OverlapMode(
+                env.choice("OVERLAP_POSTS", OverlapMode.AUTO.value, tuple(m.value for m in OverlapMode))
+            ),
         )
 
 

@@ -21,6 +21,7 @@ from polymm.executor.clob_gateway import ClobGateway, GatewayConfig
 from polymm.executor.heartbeat import Heartbeater
 from polymm.executor.journal import Journal
 from polymm.executor.orders import OrderManager
+from polymm.executor.overlap import OverlapMode
 from polymm.executor.ratelimit import TokenBucket
 from polymm.executor.risk import LATCHING, Health, KillReason, RiskEngine, RiskLimits
 from polymm.executor.types import Fill, MarketSpec, Quote
@@ -42,6 +43,7 @@ class ExecutorConfig:
     cancels_per_s: float = 80.0
     cancels_burst: float = 120.0
     size_tolerance: float = 0.0
+    overlap: OverlapMode = OverlapMode.AUTO  # OVERLAP_POSTS
     heartbeat_interval_s: float = 5.0
     heartbeat_threshold_s: float = 7.0
     supervise_s: float = 0.02
@@ -62,6 +64,7 @@ class Executor:
             order_bucket=TokenBucket(cfg.orders_per_s, cfg.orders_burst),
             cancel_bucket=TokenBucket(cfg.cancels_per_s, cfg.cancels_burst),
             size_tolerance=cfg.size_tolerance,
+            overlap=cfg.overlap,
         )
         self.orders.on_fill.append(self._on_fill)
         self.heartbeat = Heartbeater(

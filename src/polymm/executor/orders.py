@@ -11,7 +11,10 @@ Safety rules:
   post that times out can always be tied back to it;
 - an ambiguous post (timeout/5xx) is never re-posted: its id is cancelled (idempotent), and the
   order counts against risk limits until the cancel is confirmed or a reconcile drops it;
-- cancels go before posts and are awaited, so worst-case exposure never doubles;
+- a replacement's cancel goes out first; its posts wait for the cancel's answer unless the hard
+  limits already allow the old and the new quotes to rest together (overlap.py, OVERLAP_POSTS):
+  then they go out at once, the old orders counting against the limits until the cancel is
+  confirmed, so even a failed cancel cannot take exposure past them;
 - nothing is placed while risk is halted or before the REST reconcile after a (re)connect.
 """
 
@@ -28,6 +31,7 @@ from typing import Any
 
 from polymm.executor.clob_gateway import CallResult, ClobGateway, SignedQuote
 from polymm.executor.journal import Journal
+from polymm.executor.overlap import OverlapDecision, OverlapMode, decide_overlap
 from polymm.executor.ratelimit import TokenBucket
 from polymm.executor.risk import RiskEngine
 from polymm.executor.types import (
@@ -129,6 +133,8 @@ class OrderStats:
     voided: int = 0
     strays_canceled: int = 0
     reconciles: int = 0
+    overlapped: int = 0  # replacements posted alongside their cancel
+    cancel_first: int = 0  # replacements that waited for the cancel's answer
 
 
 class OrderManager:
@@ -141,6 +147,7 @@ class OrderManager:
         order_bucket: TokenBucket | None = None,
         cancel_bucket: TokenBucket | None = None,
         size_tolerance: float = 0.0,
+        overlap: OverlapMode = OverlapMode.AUTO,
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self.gw = gateway
@@ -149,6 +156,7 @@ class OrderManager:
         self.order_bucket = order_bucket or TokenBucket(40, 60)
         self.cancel_bucket = cancel_bucket or TokenBucket(80, 120)
         self.size_tolerance = size_tolerance
+        self.overlap = overlap
         self._clock = clock
         self.orders: dict[str, LiveOrder] = {}
         self.positions = Positions()
@@ -220,6 +228,10 @@ class OrderManager:
         desired = self._effective_desired(now)
         diff = diff_quotes(self.orders.values(), desired, self.size_tolerance)
         presigned: asyncio.Future[list[SignedQuote | tuple[Quote, str]]] | None = None
+        if diff.cancel and diff.place and self.reconciled and not self.risk.halted:
+            decision = self._decide_overlap(diff, now)
+            if decision.overlap:
+                return await self._overlap(diff) and clean
         if diff.cancel:
             sign_ms = len(diff.place) * self.gw.sign_ms_median
             if diff.place and sign_ms >= PRESIGN_MIN_MS and self.reconciled and not self.risk.halted:
@@ -233,12 +245,58 @@ class OrderManager:
             return clean
         return await self._place(diff.place, presigned) and clean
 
+    async def _overlap(self, diff: Diff) -> bool:
+        """Cancel and post without waiting for the cancel's answer. The posts start once the
+        cancel's request is written: signing and building them earlier would compete with it for
+        the GIL and hold the stale quotes' cancel back. The cancel runs inline (as in
+        cancel-first, no extra loop iteration before it is handed to the pool). A failed cancel
+        leaves the old orders tracked (LIVE again), as the decision counted them."""
+        sent = asyncio.Event()
+        posts = asyncio.ensure_future(self._place_when(sent, diff.place))
+        try:
+            cancelled = await self._cancel_orders(diff.cancel, "requote", sent)
+        finally:
+            sent.set()  # never sent (rate-limited, refused locally) or already answered: post now
+        return await posts and cancelled
+
+    async def _place_when(self, sent: asyncio.Event, quotes: list[Quote]) -> bool:
+        await sent.wait()
+        return await self._place(quotes)
+
+    def _decide_overlap(self, diff: Diff, now: int) -> OverlapDecision:
+        d = decide_overlap(
+            self.overlap,
+            self.risk,
+            diff.place,
+            diff.cancel,
+            self.orders.values(),
+            self.positions.shares,
+            now,
+        )
+        if d.overlap:
+            self.stats.overlapped += 1
+        else:
+            self.stats.cancel_first += 1
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "requote %s reason=%s cancel=%d post=%d overlapped=%d cancel_first=%d",
+                "overlap" if d.overlap else "cancel-first",
+                d.reason,
+                len(diff.cancel),
+                len(diff.place),
+                self.stats.overlapped,
+                self.stats.cancel_first,
+            )
+        return d
+
     def _effective_desired(self, now: int) -> dict[str, list[Quote]]:
         return effective_desired(self._desired, self.risk, self.gw.tick, now)
 
     # -- cancels ---------------------------------------------------------------------------------
 
-    async def _cancel_orders(self, orders: list[LiveOrder], why: str) -> bool:
+    async def _cancel_orders(
+        self, orders: list[LiveOrder], why: str, sent: asyncio.Event | None = None
+    ) -> bool:
         granted = self.cancel_bucket.take_up_to(len(orders))
         batch = orders[:granted]
         if not batch:
@@ -248,7 +306,8 @@ class OrderManager:
             o.state = OrderState.CANCELING
             self._journal("cancel_sent", o, reason=why)
         self.stats.cancels_sent += len(batch)
-        res = await self.gw.cancel([o.order_id for o in batch])
+        ids = [o.order_id for o in batch]
+        res = await (self.gw.cancel(ids) if sent is None else self.gw.cancel(ids, sent=sent))
         if not res.ok:
             for o in batch:
                 if self.orders.get(o.order_id) is o:

@@ -165,6 +165,16 @@ class RiskEngine:
             self.rejects[reason] = self.rejects.get(reason, 0) + 1
         return reason
 
+    def would_reject(
+        self,
+        quote: Quote,
+        open_orders: Iterable[LiveOrder],
+        positions: dict[str, float],
+        now_ns: int,
+    ) -> Reject | None:
+        """`check_order` for a what-if question (overlap.py): the same checks, nothing counted."""
+        return self._check(quote, list(open_orders), positions, now_ns)
+
     def record_sent(self, now_ns: int, n: int = 1) -> None:
         """Count orders that passed and were sent, for the rate limit."""
         self._order_times.extend([now_ns] * n)

@@ -80,6 +80,7 @@ class TradingExecutor:
                 markets=self.markets,
                 journal_dir=cfg.journal_dir,
                 limits=cfg.limits,
+                overlap=cfg.overlap_posts,
             )
         )
         self.engine.orders.on_fill.append(self._on_fill)
@@ -234,10 +235,11 @@ class TradingExecutor:
         age = (time.time_ns() - self.binance_last_ns) / 1e6 if self.binance_last_ns else float("inf")
         positions = ",".join(f"{t[:6]}..:{q:+.2f}" for t, q in st["positions"].items() if q) or "flat"
         kills = ",".join(st["kill_reasons"]) or "none"
+        stats = st["stats"]
         return (
             f"{'DRY_RUN' if self.cfg.dry_run else 'LIVE'} open {st['open_orders']} pos {positions} "
             f"pnl {self.pnl():+.2f} binance age {age:.0f}ms poly {'up' if self.feed.connected else 'DOWN'} "
-            f"kill {kills}"
+            f"kill {kills} overlap {stats.overlapped}/{stats.overlapped + stats.cancel_first}"
         )
 
     async def _report(self, stop: asyncio.Event) -> None:

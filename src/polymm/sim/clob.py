@@ -147,6 +147,14 @@ class _Failure:
     retry_after: float
 
 
+@dataclass(slots=True)
+class _Delay:
+    remaining: int
+    seconds: float
+    path: str | None
+    method: str | None
+
+
 @dataclass(eq=False)
 class _WsClient:
     conn: ServerConnection
@@ -238,10 +246,13 @@ class ClobSim:
         self._heartbeats: dict[str, float] = {}  # api key -> monotonic time of the last heartbeat
         self._buckets: dict[tuple[str, str], _Bucket] = {}
         self._failures: list[_Failure] = []
+        self._delays: list[_Delay] = []
         self._fail_trades = 0
         self._ws_clients: set[_WsClient] = set()
         self.counters: Counter[str] = Counter()
         self.request_log: list[tuple[int, str, str]] | None = None  # set to [] to record arrivals
+        self.answer_log: list[tuple[int, str, str]] | None = None  # set to [] to record answers
+        self.order_log: list[tuple[int, dict[str, Any]]] | None = None  # [] records owned-order events
         self.rejects: Counter[str] = Counter()
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -429,6 +440,13 @@ class ClobSim:
             _Failure(n, status, path, method.upper() if method else None, apply, retry_after),
         )
 
+    def delay_next(
+        self, n: int = 1, seconds: float = 0.1, *, path: str | None = None, method: str | None = None
+    ) -> None:
+        """Hold the next n matching requests `seconds` before handling them (a slow venue: a
+        delayed cancel leaves its orders resting that long). Other connections go on meanwhile."""
+        self._call(self._delays.append, _Delay(n, seconds, path, method.upper() if method else None))
+
     def fail_next_trades(self, n: int = 1) -> None:
         """The next n trades go MATCHED -> FAILED instead of MINED -> CONFIRMED."""
 
@@ -494,8 +512,15 @@ class ClobSim:
         self.counters["http_requests"] += 1
         if self.request_log is not None:  # benchmarks: when did each request reach the venue
             self.request_log.append((time.time_ns(), req.method, req.path))
-        if self.latency_s:
-            await asyncio.sleep(self.latency_s)
+        delay = self.latency_s + self._take_delay(req)
+        if delay:
+            await asyncio.sleep(delay)
+        response = self._respond(req)
+        if self.answer_log is not None:  # tests: when did the venue answer (e.g. confirm a cancel)
+            self.answer_log.append((time.time_ns(), req.method, req.path))
+        return response
+
+    def _respond(self, req: Request) -> Response:
         failure = self._take_failure(req)
         if failure is not None and not failure.apply:
             return self._failure_response(failure)
@@ -508,6 +533,15 @@ class ClobSim:
         if failure is not None:
             return self._failure_response(failure)
         return Response(status, _dumps(body), headers)
+
+    def _take_delay(self, req: Request) -> float:
+        for d in self._delays:
+            if (d.path is None or req.path == d.path) and (d.method is None or req.method == d.method):
+                d.remaining -= 1
+                if d.remaining <= 0:
+                    self._delays.remove(d)
+                return d.seconds
+        return 0.0
 
     def _take_failure(self, req: Request) -> _Failure | None:
         for f in self._failures:
@@ -1432,6 +1466,8 @@ class ClobSim:
             created_at=str(int(o.created_at)),
             timestamp=str(int(time.time())),
         )
+        if self.order_log is not None:  # tests: replay exactly what rested when (exposure checks)
+            self.order_log.append((time.time_ns(), dict(ev)))
         self._publish_user(o.owner, o.market, ev)
 
     def _publish_trade(self, t: Trade) -> None:
