@@ -137,9 +137,9 @@ def _env(**extra: str) -> Env:
     return Env({"DRY_RUN": "true", "MARKETS_CONFIG": __file__, **extra})
 
 
-def test_setting_defaults_to_auto_and_is_validated() -> None:
-    assert ExecutorServiceConfig.from_env(_env(), need_receiver=False).overlap_posts is OverlapMode.AUTO
-    cfg = ExecutorServiceConfig.from_env(_env(OVERLAP_POSTS="Never"), need_receiver=False)
-    assert cfg.overlap_posts is OverlapMode.NEVER
+def test_setting_defaults_to_never_and_is_validated() -> None:
+    assert ExecutorServiceConfig.from_env(_env(), need_receiver=False).overlap_posts is OverlapMode.NEVER
+    cfg = ExecutorServiceConfig.from_env(_env(OVERLAP_POSTS="Auto"), need_receiver=False)
+    assert cfg.overlap_posts is OverlapMode.AUTO
     with pytest.raises(ConfigError, match="OVERLAP_POSTS='sometimes' must be one of auto, never"):
         ExecutorServiceConfig.from_env(_env(OVERLAP_POSTS="sometimes"), need_receiver=False)

@@ -65,7 +65,7 @@ async def test_with_room_the_posts_reach_the_clob_before_the_cancel_is_confirmed
     certs: Path, tmp_path: Path, clob: ClobSim
 ):
     strategy = FollowBinance()
-    chain = production_chain(certs, tmp_path, clob, strategy, BINANCE_STALE_MS="60000")
+    chain = production_chain(certs, tmp_path, clob, strategy, BINANCE_STALE_MS="60000", OVERLAP_POSTS="auto")
     async with chain as (binance, executor):
         await tick(binance, 100_000)  # bid YES 0.47, bid NO 0.47: 10 shares each
         await eventually(lambda: our_orders(clob, executor) == {YES: [0.47], NO: [0.47]}, what="quotes")
@@ -88,7 +88,8 @@ async def test_with_room_the_posts_reach_the_clob_before_the_cancel_is_confirmed
 
 async def test_near_the_limits_the_cancel_goes_first(certs: Path, tmp_path: Path, clob: ClobSim):
     strategy = FollowBinance()
-    limits = {"BINANCE_STALE_MS": "60000", "MAX_POSITION_PER_TOKEN": "15"}  # one set fits, two do not
+    # one set fits, two do not
+    limits = {"BINANCE_STALE_MS": "60000", "MAX_POSITION_PER_TOKEN": "15", "OVERLAP_POSTS": "auto"}
     async with production_chain(certs, tmp_path, clob, strategy, **limits) as (binance, executor):
         await tick(binance, 100_000)
         await eventually(lambda: our_orders(clob, executor) == {YES: [0.47], NO: [0.47]}, what="quotes")
@@ -121,7 +122,7 @@ async def test_a_failing_cancel_never_takes_exposure_past_the_limits(
 ):
     strategy = FollowBinance()
     limit = 25.0  # two sets of 10-share bids fit, three do not
-    env = {"BINANCE_STALE_MS": "60000", "MAX_POSITION_PER_TOKEN": str(limit)}
+    env = {"BINANCE_STALE_MS": "60000", "MAX_POSITION_PER_TOKEN": str(limit), "OVERLAP_POSTS": "auto"}
     async with production_chain(certs, tmp_path, clob, strategy, **env) as (binance, executor):
         orders = executor.engine.orders
         await tick(binance, 100_000)

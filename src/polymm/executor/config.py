@@ -42,7 +42,7 @@ class ExecutorServiceConfig:
     limits: RiskLimits
     timer_s: float
     status_log_s: float
-    overlap_posts: OverlapMode = OverlapMode.AUTO
+    overlap_posts: OverlapMode = OverlapMode.NEVER
 
     @classmethod
     def from_env(cls, env: Env | None = None, *, need_receiver: bool = True) -> ExecutorServiceConfig:
@@ -91,7 +91,7 @@ class ExecutorServiceConfig:
             # auto: a replacement's posts go out with its cancel where the hard limits allow old
             # and new to rest together (docs/overlap.md); never: always wait for the cancel.
             overlap_posts=OverlapMode(
-                env.choice("OVERLAP_POSTS", OverlapMode.AUTO.value, tuple(m.value for m in OverlapMode))
+                env.choice("OVERLAP_POSTS", OverlapMode.NEVER.value, tuple(m.value for m in OverlapMode))
             ),
         )
 

@@ -43,7 +43,7 @@ class ExecutorConfig:
     cancels_per_s: float = 80.0
     cancels_burst: float = 120.0
     size_tolerance: float = 0.0
-    overlap: OverlapMode = OverlapMode.AUTO  # OVERLAP_POSTS
+    overlap: OverlapMode = OverlapMode.NEVER  # OVERLAP_POSTS (opt-in: docs/overlap.md)
     heartbeat_interval_s: float = 5.0
     heartbeat_threshold_s: float = 7.0
     supervise_s: float = 0.02
