@@ -28,7 +28,7 @@ from pathlib import Path
 
 from polymm.service.backoff import sleep_or_stop
 from polymm.sim.markets_file import write_above_market
-from polymm.sim.ports import free_port
+from polymm.sim.ports import free_ports
 from polymm.sim.s3 import S3Identity, SeaweedS3
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -155,8 +155,7 @@ async def main(seconds: float) -> int:
         if (DATA / old).exists():
             shutil.rmtree(DATA / old)
     (DATA / "s3").mkdir(parents=True)
-    ports = {name: free_port() for name in ("binance", "relay", "collector", "executor",
-                                            "clob", "clob_ws")}  # fmt: skip
+    ports = free_ports("binance", "relay", "collector", "executor", "clob", "clob_ws")
     markets = write_markets()
     py = sys.executable
     s3 = SeaweedS3(DATA / "s3", identities=(S3_USER,), buckets=(BUCKET,), region=REGION)

@@ -27,7 +27,7 @@ from eth_account import Account
 
 from polymm.sim.clob import ClobSim
 from polymm.sim.markets_file import write_above_market
-from polymm.sim.ports import free_port
+from polymm.sim.ports import free_ports
 
 COND = "0x" + "5f" * 32
 YES, NO = "7" * 76, "8" * 76
@@ -86,7 +86,7 @@ async def live_session(
         max_position=1000,  # far from the limits for the whole run: sizes never get cut
         max_notional=1000,
     )
-    ports = {n: free_port() for n in ("binance", "collector", "executor")}
+    ports = free_ports("binance", "collector", "executor")
     logs = tmp / "logs"
     logs.mkdir(parents=True)
     base = {"CERT_DIR": str(certs), "STATUS_LOG_SECS": "5"}

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from polymm.sim.ports import free_port
+from polymm.sim.ports import free_ports
 from polymm.sim.s3 import ADMIN, REGION, S3Identity, weed_mini_command
 
 GUEST_HOST = "10.0.2.2"
@@ -56,7 +56,7 @@ def collector_identity() -> S3Identity:
 def plan(state: Path, identity: S3Identity) -> tuple[list[Server], dict[str, str]]:
     """argv of every server, and the endpoint URLs as the guests see them."""
     py = sys.executable
-    ports = {n: free_port() for n in ("binance", "polymarket", "gamma", "clob", "clob_ws", "ntp")}
+    ports = free_ports("binance", "polymarket", "gamma", "clob", "clob_ws", "ntp")
     weed_argv, s3_url = weed_mini_command(state / "s3", [ADMIN, identity])
     s3_port = int(s3_url.rsplit(":", 1)[1])
     servers = [

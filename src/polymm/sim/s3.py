@@ -31,7 +31,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from polymm.sim.ports import free_port
+from polymm.sim.ports import free_port, free_ports
 
 REGION = "eu-central-1"
 _ALL_ACTIONS = ("Admin", "Read", "Write", "List", "Tagging")
@@ -92,16 +92,16 @@ def weed_mini_command(
     no WebDAV, Iceberg, Lance, admin UI or telemetry), and the S3 endpoint URL."""
     data_dir.mkdir(parents=True, exist_ok=True)
     config = write_identities(data_dir / "s3-identities.json", identities)
-    s3_port = s3_port or free_port()
-    ports = {name: free_port() for name in ("master", "volume", "filer")}
+    ports = free_ports("s3", "master", "volume", "filer", "mg", "volume_g", "filer_g", "s3_g")
+    s3_port = s3_port or ports["s3"]
     admin = _admin_port()
     argv = [
         weed_binary(), "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-        f"-master.port={ports['master']}", f"-master.port.grpc={free_port()}", "-master.telemetry=false",
-        f"-volume.port={ports['volume']}", f"-volume.port.grpc={free_port()}",
-        f"-filer.port={ports['filer']}", f"-filer.port.grpc={free_port()}",
+        f"-master.port={ports['master']}", f"-master.port.grpc={ports['mg']}", "-master.telemetry=false",
+        f"-volume.port={ports['volume']}", f"-volume.port.grpc={ports['volume_g']}",
+        f"-filer.port={ports['filer']}", f"-filer.port.grpc={ports['filer_g']}",
         f"-filer.localSocket={data_dir / 'filer.sock'}",
-        f"-s3.port={s3_port}", f"-s3.port.grpc={free_port()}", f"-s3.localSocket={data_dir / 's3.sock'}",
+        f"-s3.port={s3_port}", f"-s3.port.grpc={ports['s3_g']}", f"-s3.localSocket={data_dir / 's3.sock'}",
         f"-s3.config={config}", "-s3.autoCreateBucket=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
         "-webdav=false", "-admin.ui=false", f"-admin.port={admin}", f"-admin.port.grpc={admin + 10000}",
     ]  # fmt: skip
