@@ -13,6 +13,28 @@ POLYMARKET_WS_URL = "wss://ws-subscriptions-clob.polymarket.com/ws/market"
 GAMMA_URL = "https://gamma-api.polymarket.com"
 
 
+class S3Target(msgspec.Struct, frozen=True):
+    """Where the lake goes: data-collector's and polymm-lake-salvage's S3 settings."""
+
+    bucket: str
+    region: str
+    endpoint_url: str | None
+    prefix: str
+
+    @classmethod
+    def from_env(cls, env: Env | None = None) -> S3Target:
+        env = env or Env()
+        endpoint = env.str("S3_ENDPOINT_URL", "") or None
+        if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+            raise ConfigError(f"S3_ENDPOINT_URL={endpoint!r} must start with http:// or https://")
+        return cls(
+            bucket=env.str("S3_BUCKET"),
+            region=env.str("S3_REGION", "eu-central-1"),
+            endpoint_url=endpoint,
+            prefix=env.str("S3_PREFIX", ""),
+        )
+
+
 class CollectorConfig(msgspec.Struct, frozen=True):
     receiver: ReceiverConfig
     data_dir: Path
@@ -35,6 +57,10 @@ class CollectorConfig(msgspec.Struct, frozen=True):
     stop_timeout_s: float  # SIGTERM -> exit, whatever S3 does; below the unit's TimeoutStopSec (45 s)
 
     @property
+    def s3(self) -> S3Target:
+        return S3Target(self.s3_bucket, self.s3_region, self.s3_endpoint_url, self.s3_prefix)
+
+    @property
     def discovery(self) -> bool:
         return bool(self.discovery_slugs or self.discovery_tag)
 
@@ -55,19 +81,17 @@ class CollectorConfig(msgspec.Struct, frozen=True):
         gamma = env.str("GAMMA_URL", GAMMA_URL)
         if not gamma.startswith(("http://", "https://")):
             raise ConfigError(f"GAMMA_URL={gamma!r} must start with http:// or https://")
-        endpoint = env.str("S3_ENDPOINT_URL", "") or None
-        if endpoint is not None and not endpoint.startswith(("http://", "https://")):
-            raise ConfigError(f"S3_ENDPOINT_URL={endpoint!r} must start with http:// or https://")
+        s3 = S3Target.from_env(env)
         data_dir = Path(env.str("DATA_DIR", "/data"))
         if data_dir.exists() and not data_dir.is_dir():
             raise ConfigError(f"DATA_DIR={str(data_dir)!r} is not a directory")
         return cls(
             receiver=ReceiverConfig.from_env(env),
             data_dir=data_dir,
-            s3_bucket=env.str("S3_BUCKET"),
-            s3_region=env.str("S3_REGION", "eu-central-1"),
-            s3_endpoint_url=endpoint,
-            s3_prefix=env.str("S3_PREFIX", ""),
+            s3_bucket=s3.bucket,
+            s3_region=s3.region,
+            s3_endpoint_url=s3.endpoint_url,
+            s3_prefix=s3.prefix,
             flush_interval_s=env.float("FLUSH_INTERVAL_SECS", 1.0, low=0.05, high=60),
             upload_interval_s=env.float("UPLOAD_INTERVAL_SECS", 3600.0, low=1, high=86400),
             retention_s=env.float("RETENTION_SECS", 86400.0, low=0, high=90 * 86400),

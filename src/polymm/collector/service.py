@@ -17,7 +17,7 @@ import sqlite3
 import time
 
 from polymm.collector.binance_sink import BinanceSink
-from polymm.collector.config import CollectorConfig
+from polymm.collector.config import CollectorConfig, S3Target
 from polymm.collector.polymarket_sink import PolymarketSink
 from polymm.collector.resume import last_trade_ids
 from polymm.lake import DiskWatch, Lake, S3Uploader
@@ -219,12 +219,12 @@ class DataCollector:
         )
 
 
-def check_s3(config: CollectorConfig) -> None:
+def check_s3(target: S3Target) -> None:
     """Before anything runs: a bucket or credentials S3 refuses stop start-up (ConfigError, exit 2);
     an S3 that does not answer only gets a warning (the uploader buffers and retries)."""
     try:
-        check_bucket(config.s3_bucket, config.s3_region, endpoint_url=config.s3_endpoint_url,
-                     prefix=normalise_prefix(config.s3_prefix), timeout_s=S3_CHECK_TIMEOUT_S)  # fmt: skip
+        check_bucket(target.bucket, target.region, endpoint_url=target.endpoint_url,
+                     prefix=normalise_prefix(target.prefix), timeout_s=S3_CHECK_TIMEOUT_S)  # fmt: skip
     except S3AccessError as exc:
         raise ConfigError(str(exc)) from None
 
@@ -234,7 +234,7 @@ def main() -> int:
 
     def build() -> ServiceMain:
         config = CollectorConfig.from_env()
-        check_s3(config)
+        check_s3(config.s3)
         return DataCollector(config).run
 
     return run_service(build, "data-collector")
