@@ -3,8 +3,10 @@ phase by phase, image build included (`make test-deploy`; about 15-20 min on 2 c
 
 create (image, wheelhouse, secrets, host-side venues and S3, two VMs) -> converge (site.yml) ->
 idempotence (zero changed, nothing restarted) -> verify (playbooks/verify.yml + tests/vm/guest_checks.py)
--> destroy, always. The converge output is searched for every test secret. It never skips: on a
-machine without qemu, mmdebstrap or root it fails and says what is missing (`make vm-deps`).
+-> side-effect (the recovery rehearsal: kill ams, converge a new VM, salvage the dead disk,
+tests/vm/recovery_checks.py) -> destroy, always. The converge output is searched for every test
+secret. It never skips: on a machine without qemu, mmdebstrap or root it fails and says what is
+missing (`make vm-deps`).
 """
 
 from __future__ import annotations
@@ -67,7 +69,8 @@ def test_deploy_on_vms() -> None:
     # A bed left by an interrupted run: molecule would skip `create` while its state says created.
     _molecule("destroy", LOGS / "destroy-before.log")
     try:
-        for step in ("create", "converge", "idempotence", "verify"):
+        # side-effect: the recovery rehearsal (molecule/default/side_effect.yml), after every other check.
+        for step in ("create", "converge", "idempotence", "verify", "side-effect"):
             code, text, took = _molecule(step, LOGS / f"{step}.log")
             timings[step] = round(took, 1)
             print(
@@ -76,12 +79,12 @@ def test_deploy_on_vms() -> None:
             if step == "create" and (STATE / "testbed.json").exists():
                 timings.update(json.loads((STATE / "testbed.json").read_text()).get("timings", {}))
                 secrets = json.loads((STATE / "secrets" / "values.json").read_text())
-            if step in ("converge", "idempotence"):
+            if step in ("converge", "idempotence", "side-effect"):
                 leaked = [name for name, value in secrets.items() if value and value in text]
                 assert not leaked, (
                     f"test secrets {leaked} appear in the {step} output ({LOGS / (step + '.log')})"
                 )
-            if step == "verify":
+            if step in ("verify", "side-effect"):
                 print(
                     "\n".join(
                         ln for ln in text.splitlines() if re.search(r"\b(PASS|FAIL) check_|exposure", ln)
@@ -94,7 +97,11 @@ def test_deploy_on_vms() -> None:
         if not failure:
             assert secrets, "testbed.py wrote no secrets list: the converge log grep would prove nothing"
     finally:
-        code, text, took = _molecule("destroy", LOGS / "destroy.log")
+        if os.environ.get("POLYMM_VM_KEEP") == "1":  # debugging: leave the bed up (testbed.py down ends it)
+            print("[vm] POLYMM_VM_KEEP=1: bed left up", flush=True)
+            code, text, took = 0, "", 0.0
+        else:
+            code, text, took = _molecule("destroy", LOGS / "destroy.log")
         timings["destroy"] = round(took, 1)
         print(f"[vm] phase timings (s): {json.dumps(timings)}", flush=True)
         (LOGS / "timings.json").write_text(json.dumps(timings, indent=1))

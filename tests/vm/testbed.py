@@ -1,10 +1,12 @@
-"""The VM test bed, up and down: `python tests/vm/testbed.py up|down [--state DIR]`.
+"""The VM test bed: `python tests/vm/testbed.py up|down|replace [ams] [--state DIR]`.
 
 up:   builds (or reuses) the Debian image and the wheelhouse, makes this run's secrets (relay
       certificates from scripts/generate-certs.sh, an S3 key for the collector, a Polymarket key
       the local CLOB accepts) into Ansible Vault files, starts the host-side venues and S3, boots
       the two VMs (fra 10.77.0.1, ams 10.77.0.2) in parallel and writes `testbed.json`, the file
       the molecule inventory reads its addresses, ports and endpoints from.
+replace [ams]: kills that VM and boots a new one with the same address, its dead disk as /dev/vdb
+      (the recovery rehearsal, molecule/default/side_effect.yml).
 down: stops the VMs and the servers (by pidfile) and removes this run's vault files and overlays.
 
 The molecule scenario (molecule/default) calls both from its create/destroy playbooks.
@@ -187,6 +189,23 @@ def up(state: Path, *, skip_wheelhouse: bool = False) -> dict[str, object]:
     return doc
 
 
+def replace(state: Path, name: str) -> dict[str, object]:
+    """Kill VM `name` and boot its replacement (vms.crash_and_replace); testbed.json and
+    known_hosts follow its new SSH port, so the inventory reaches the new machine."""
+    doc = json.loads((state / "testbed.json").read_text())
+    image = Path(str(doc["image"]))
+    t = time.monotonic()
+    new = vms.crash_and_replace(name, image, state / "vms")
+    log(f"{name} killed (SIGKILL), replacement booting, old disk attached as /dev/vdb")
+    known_hosts = vms.write_known_hosts(vms.load(state / "vms"), image, state / "known_hosts")
+    ready = vms.wait_ready([new], image, known_hosts, ADMIN_USER)
+    doc["hosts"][name]["ssh_port"] = new.ssh_port
+    doc.setdefault("timings", {})[f"replace_{name}_s"] = round(time.monotonic() - t, 1)
+    (state / "testbed.json").write_text(json.dumps(doc, indent=1))
+    log(f"replacement {name} ready in {time.monotonic() - t:.1f} s ({ready})")
+    return doc
+
+
 def down(state: Path, *, quiet: bool = False, inventory: Path = INVENTORY) -> None:
     """Stop everything of a bed and forget it, so the next `up` starts from nothing (the
     restarts snapshot of an old bed must never be compared with a new one's units)."""
@@ -204,7 +223,8 @@ def down(state: Path, *, quiet: bool = False, inventory: Path = INVENTORY) -> No
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=("up", "down"))
+    parser.add_argument("action", choices=("up", "down", "replace"))
+    parser.add_argument("host", nargs="?", default="ams", help="replace: the VM to kill and rebuild")
     parser.add_argument("--state", type=Path, default=Path(os.environ.get("POLYMM_VM_STATE", DEFAULT_STATE)))
     parser.add_argument("--reuse-wheelhouse", action="store_true", help="keep an existing wheelhouse")
     args = parser.parse_args()
@@ -215,6 +235,9 @@ def main() -> None:
     state = args.state.resolve()
     if args.action == "down":
         down(state)
+        return
+    if args.action == "replace":
+        replace(state, args.host)
         return
     try:
         up(state, skip_wheelhouse=args.reuse_wheelhouse)

@@ -100,6 +100,37 @@ def boot(specs: list[VmSpec], image: Path, state: Path, *, memory_mb: int = 1536
     return vms
 
 
+def crash_and_replace(name: str, image: Path, state: Path) -> Vm:
+    """The recovery rehearsal: SIGKILL the VM (the host dies with whatever it had not uploaded),
+    keep its disk as `<name>-dead.qcow2`, and boot a replacement from a fresh overlay on the same
+    link address (the reserved/private address) with the dead disk attached as /dev/vdb, the way
+    an operator reaches the old host's disk. `snapshot=on`: the dead disk itself is never written."""
+    machines = load(state)
+    old = next(v for v in machines if v.name == name)
+    if (pid := _pid(old)) is not None:
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 15
+        while _pid(old) is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+    dead = state / f"{name}-dead.qcow2"
+    os.replace(old.overlay, dead)
+    subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(image / "base.qcow2"),
+         old.overlay],
+        check=True,
+    )  # fmt: skip
+    new = Vm(old.name, old.link_address, free_port(), old.pidfile, old.console, old.overlay)
+    argv = json.loads((state / f"{name}.argv").read_text())
+    forward = "hostfwd=tcp:127.0.0.1:{}-:22"
+    argv = [a.replace(forward.format(old.ssh_port), forward.format(new.ssh_port)) for a in argv]
+    argv += ["-drive", f"file={dead},if=virtio,format=qcow2,snapshot=on"]
+    (state / f"{name}.argv").write_text(json.dumps(argv))
+    subprocess.run(argv, check=True)
+    machines = [new if v.name == name else v for v in machines]
+    (state / "vms.json").write_text(json.dumps([asdict(v) for v in machines], indent=1))
+    return new
+
+
 def load(state: Path) -> list[Vm]:
     path = state / "vms.json"
     if not path.exists():
@@ -203,6 +234,7 @@ def stop_all(state: Path, timeout_s: float = 15) -> list[str]:
         stopped.append(vm.name)
     for vm in load(state):
         Path(vm.overlay).unlink(missing_ok=True)
+        Path(vm.overlay.removesuffix(".qcow2") + "-dead.qcow2").unlink(missing_ok=True)
         Path(vm.pidfile).unlink(missing_ok=True)
     return stopped
 
