@@ -19,7 +19,7 @@ from polymm.collector.config import S3Target
 from polymm.lake import Lake
 from polymm.lake.salvage import salvage
 
-from .conftest import REGION, Clock, S3Server
+from .conftest import REGION, Clock, S3Server, trade
 from .crash_writer import T0, row
 from .test_crash import BBO_DIR, _run_and_kill
 from .test_uploader import uploader
@@ -88,6 +88,29 @@ async def test_dead_disk_reaches_s3_once_beside_the_new_host(
     again = await salvage(old, target, upload_timeout_s=60)
     assert (again.uploaded, again.renamed, again.files_compacted, again.left_on_disk) == (0, 0, 0, 0)
     assert objects(s3_server, bucket) == after
+
+
+async def test_trades_replayed_to_the_new_host_are_not_stored_twice(
+    tmp_path: Path, s3_server: S3Server, bucket: str
+) -> None:
+    """The relay replays what the old host journaled but had not acknowledged: the new host stores
+    trades 91-150 while the dead disk holds 1-100. S3 ends with each of 1-150 exactly once."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    clock = Clock(T0 + 30 * 60 * 10**9)
+    for data_dir, ids, base_ts in ((old, range(1, 101), T0), (new, range(91, 151), T0 + 10**9)):
+        lake = Lake(data_dir, clock=clock)
+        for i in ids:
+            lake.append("binance_trades", "BTCUSDT", trade(base_ts + i * 10**6, i=i))  # new recv_ts on replay
+        await lake.close()
+    assert await uploader(new, s3_server, bucket, prefix=PREFIX).final_upload(30)
+
+    report = await salvage(old, S3Target(bucket, REGION, s3_server.url, PREFIX), upload_timeout_s=60)
+    assert report.complete and report.trades_dropped == 10 and report.uploaded == 1
+    ids = sorted(i for body in objects(s3_server, bucket).values()
+                 for i in pq.read_table(io.BytesIO(body)).column("trade_id").to_pylist())  # fmt: skip
+    assert ids == list(range(1, 151))
+    again = await salvage(old, S3Target(bucket, REGION, s3_server.url, PREFIX), upload_timeout_s=60)
+    assert (again.uploaded, again.trades_dropped) == (0, 0)
 
 
 def test_cli_summary_line(tmp_path: Path, s3_server: S3Server, bucket: str) -> None:

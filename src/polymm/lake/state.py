@@ -188,6 +188,15 @@ class StateStore:
             )
             self._db.execute("UPDATE sources SET key = ? WHERE key = ?", (new.key, old))
 
+    def replace_content(self, rec: FileRecord) -> None:
+        """A not-yet-uploaded file was rewritten in place (salvage dropped rows S3 already has)."""
+        with self._lock, self._db:
+            self._db.execute(
+                "UPDATE files SET size = ?, sha256 = ?, md5 = ?, rows = ?"
+                " WHERE key = ? AND uploaded_ns IS NULL",
+                (rec.size, rec.sha256, rec.md5, rec.rows, rec.key),
+            )
+
     def record(self, key: str) -> FileRecord | None:
         with self._lock:
             row = self._db.execute(
