@@ -40,6 +40,7 @@ SEED_LIFECYCLE = json.loads("""{
 }""")
 SEED_IAM_ACTIONS = {"s3:PutObject", "s3:GetObject", "s3:ListBucket", "s3:DeleteObject"}
 BUCKET = "marketdata-backtest"
+SEAWEED_ACCOUNT = "000000000000"
 OUTBOUND = [
     {"protocol": p, "ports": ports, "destinations": {"addresses": ["0.0.0.0/0", "::/0"]}}
     for p, ports in (("tcp", "1-65535"), ("udp", "1-65535"), ("icmp", "0"))
@@ -267,6 +268,73 @@ def test_bucket_policy_ties_the_collector_key_to_the_collector_host(first_run: R
     # The Deny names the collector alone: the operator's and the research user's access stay.
     principals = [s["Principal"] for s in stored["Statement"] if "NotIpAddress" in s.get("Condition", {})]
     assert principals == [{"AWS": expected_bucket_policy(ansible)["Statement"][0]["Principal"]["AWS"]}]
+
+
+def _outcome(client: Any, bucket: str) -> str:
+    from botocore.exceptions import ClientError
+
+    try:
+        client.put_object(Bucket=bucket, Key="probe", Body=b"probe")
+        client.get_object(Bucket=bucket, Key="probe")["Body"].read()
+        client.list_objects_v2(Bucket=bucket)
+        return "allowed"
+    except ClientError as exc:
+        return exc.response["Error"]["Code"]
+
+
+def test_bucket_policy_has_its_effect_on_an_s3_that_enforces_it(
+    first_run: Run, ansible: Ansible, tmp_path: Any
+) -> None:
+    """moto stores the policy but applies its Deny whatever the condition; SeaweedFS evaluates
+    aws:SourceIp and aws:SecureTransport. The provisioned document, applied there: the collector's
+    key works only from its host's address, the operator and research keys are untouched, and
+    plain HTTP is refused to everyone. (The local server is HTTP and 127.0.0.1 is every caller's
+    address, so each statement is shown on its own bucket.)"""
+    from polymm.sim.s3 import ADMIN, S3Identity, SeaweedS3
+
+    stored = json.loads(ansible.moto.client("s3").get_bucket_policy(Bucket=BUCKET)["Policy"])
+    user = stored["Statement"][0]["Principal"]["AWS"].rsplit("/", 1)[1]
+    collector = S3Identity(user, "AKIACOLLECTORTEST001", "c" * 40, ("Read", "Write", "List"))
+    research = S3Identity("marketdata-research", "AKIARESEARCHTEST0001", "r" * 40, ("Read", "Write", "List"))
+    source = ansible.provisioned("collect", "data-collector")["polymm_public_ipv4"]
+
+    arn = stored["Statement"][0]["Principal"]["AWS"]
+    assert arn.startswith("arn:aws:iam::") and arn.endswith(":user/marketdata-collector")
+
+    def policy_for(bucket: str, *, sids: set[str], address: str) -> str:
+        """The stored document with only the names that differ between servers swapped: the bucket,
+        the account in the principal's ARN (SeaweedFS's users all live in 000000000000; measured:
+        any other account id matches no one) and, for one case, the collector's address."""
+        text = json.dumps({**stored, "Statement": [s for s in stored["Statement"] if s["Sid"] in sids]})
+        text = text.replace(f"arn:aws:s3:::{BUCKET}", f"arn:aws:s3:::{bucket}")
+        text = text.replace(arn, f"arn:aws:iam::{SEAWEED_ACCOUNT}:user/{user}")
+        return text.replace(f"{source}/32", address)
+
+    cases = {  # bucket: (statements, address the policy allows the collector from)
+        "from-another-address": ({"CollectorKeyOnlyFromCollectorHosts"}, f"{source}/32"),
+        "from-the-collector-host": ({"CollectorKeyOnlyFromCollectorHosts"}, "127.0.0.1/32"),
+        "over-plain-http": ({"DenyPlainHttp"}, f"{source}/32"),
+    }
+    with SeaweedS3(tmp_path / "s3", identities=(ADMIN, collector, research), buckets=list(cases)) as s3:
+        for bucket, (sids, address) in cases.items():
+            policy = policy_for(bucket, sids=sids, address=address)
+            s3.client().put_bucket_policy(Bucket=bucket, Policy=policy)
+        outcome = {
+            (bucket, who.name): _outcome(s3.client(who), bucket)
+            for bucket in cases
+            for who in (collector, research, ADMIN)
+        }
+    assert outcome == {
+        ("from-another-address", user): "AccessDenied",  # a leaked key, used anywhere else
+        ("from-another-address", "marketdata-research"): "allowed",
+        ("from-another-address", ADMIN.name): "allowed",
+        ("from-the-collector-host", user): "allowed",
+        ("from-the-collector-host", "marketdata-research"): "allowed",
+        ("from-the-collector-host", ADMIN.name): "allowed",
+        ("over-plain-http", user): "AccessDenied",
+        ("over-plain-http", "marketdata-research"): "AccessDenied",
+        ("over-plain-http", ADMIN.name): "AccessDenied",
+    }
 
 
 def test_the_access_key_goes_into_the_vault_and_nowhere_else(first_run: Run, ansible: Ansible) -> None:
