@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -57,6 +58,9 @@ def plan(state: Path, identity: S3Identity) -> tuple[list[Server], dict[str, str
     """argv of every server, and the endpoint URLs as the guests see them."""
     py = sys.executable
     ports = free_ports("binance", "polymarket", "gamma", "clob", "clob_ws", "ntp")
+    # An empty S3 per bed: objects of an earlier run (same bucket, same hour's keys, the sim's same
+    # trade ids) would pass "every lake file is in S3" and fail "no trade stored twice" (found so).
+    shutil.rmtree(state / "s3", ignore_errors=True)
     weed_argv, s3_url = weed_mini_command(state / "s3", [ADMIN, identity])
     s3_port = int(s3_url.rsplit(":", 1)[1])
     servers = [
