@@ -113,7 +113,7 @@ async def test_kill_9_before_a_flush_loses_no_binance_trade(certs: Path, s3_serv
 
 def test_bad_configuration_names_the_variable(certs: Path, tmp_path: Path):
     base = {"CERT_DIR": str(certs), "DATA_DIR": str(tmp_path), "S3_BUCKET": "b", "POLYMARKET_TOKENS": "123"}
-    assert CollectorConfig.from_env(Env(base)).s3_region == "eu-central-1"
+    assert CollectorConfig.from_env(Env(base)).s3.region == "eu-central-1"
     for extra, variable in [
         ({"S3_BUCKET": ""}, "S3_BUCKET"),
         ({"POLYMARKET_TOKENS": ""}, "POLYMARKET_TOKENS"),

@@ -38,10 +38,7 @@ class S3Target(msgspec.Struct, frozen=True):
 class CollectorConfig(msgspec.Struct, frozen=True):
     receiver: ReceiverConfig
     data_dir: Path
-    s3_bucket: str
-    s3_region: str
-    s3_endpoint_url: str | None
-    s3_prefix: str
+    s3: S3Target
     flush_interval_s: float
     upload_interval_s: float
     retention_s: float
@@ -55,10 +52,6 @@ class CollectorConfig(msgspec.Struct, frozen=True):
     source_stale_s: float
     status_log_s: float
     stop_timeout_s: float  # SIGTERM -> exit, whatever S3 does; below the unit's TimeoutStopSec (45 s)
-
-    @property
-    def s3(self) -> S3Target:
-        return S3Target(self.s3_bucket, self.s3_region, self.s3_endpoint_url, self.s3_prefix)
 
     @property
     def discovery(self) -> bool:
@@ -88,10 +81,7 @@ class CollectorConfig(msgspec.Struct, frozen=True):
         return cls(
             receiver=ReceiverConfig.from_env(env),
             data_dir=data_dir,
-            s3_bucket=s3.bucket,
-            s3_region=s3.region,
-            s3_endpoint_url=s3.endpoint_url,
-            s3_prefix=s3.prefix,
+            s3=s3,
             flush_interval_s=env.float("FLUSH_INTERVAL_SECS", 1.0, low=0.05, high=60),
             upload_interval_s=env.float("UPLOAD_INTERVAL_SECS", 3600.0, low=1, high=86400),
             retention_s=env.float("RETENTION_SECS", 86400.0, low=0, high=90 * 86400),

@@ -48,8 +48,8 @@ class DataCollector:
             raise storage_error("DATA_DIR", config.data_dir, exc) from None
         self.disk = DiskWatch(config.data_dir)
         self.uploader = S3Uploader(
-            config.data_dir, config.s3_bucket, config.s3_region, endpoint_url=config.s3_endpoint_url,
-            prefix=config.s3_prefix, retention_s=config.retention_s, interval_s=config.upload_interval_s,
+            config.data_dir, config.s3.bucket, config.s3.region, endpoint_url=config.s3.endpoint_url,
+            prefix=config.s3.prefix, retention_s=config.retention_s, interval_s=config.upload_interval_s,
         )  # fmt: skip
         try:
             self.lake = Lake(
@@ -121,7 +121,7 @@ class DataCollector:
         c = self.config
         log.info(
             "data-collector starting: data_dir=%s s3://%s/%s (%s) tokens=%d discovery=%s",
-            c.data_dir, c.s3_bucket, c.s3_prefix, c.s3_region, len(c.polymarket_tokens), c.discovery,
+            c.data_dir, c.s3.bucket, c.s3.prefix, c.s3.region, len(c.polymarket_tokens), c.discovery,
         )  # fmt: skip
         sources_stop, storage_stop = asyncio.Event(), asyncio.Event()
         # Recover the earlier runs' journals first: then lake.db holds the last trade id ever

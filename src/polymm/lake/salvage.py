@@ -119,11 +119,14 @@ def drop_stored_trades(path: Path, target: S3Target) -> int:
     state = StateStore(layout.state / "lake.db")
     client = boto3.session.Session().client("s3", region_name=target.region, endpoint_url=target.endpoint_url)
     dropped = 0
+    stored_by_dir: dict[str, set[TradeKey]] = {}  # one S3 read per hour, however many files it has
     try:
         for rec in state.pending():
             if not rec.key.startswith(TRADES_PREFIX):
                 continue
-            stored = _s3_trade_keys(client, target, rec.dir)
+            if rec.dir not in stored_by_dir:
+                stored_by_dir[rec.dir] = _s3_trade_keys(client, target, rec.dir)
+            stored = stored_by_dir[rec.dir]
             local = layout.lake / rec.key
             table = pq.ParquetFile(local).read()  # the file alone: no hive columns from its path
             keep = [key not in stored for key in _trade_keys(table)]
