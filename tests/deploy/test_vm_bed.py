@@ -21,8 +21,13 @@ def test_down_forgets_the_old_bed(tmp_path: Path) -> None:
     vault = inventory / "prod" / "group_vars" / "prod" / "vault.yml"
     vault.parent.mkdir(parents=True)
     vault.write_text("$ANSIBLE_VAULT;1.2;AES256;prod\n")
+    # provision.yml's addresses of the old bed's droplets: the next bed's must come from its own run
+    provisioned = inventory / "collect" / "host_vars" / "ams" / "provisioned.yml"
+    provisioned.parent.mkdir(parents=True)
+    provisioned.write_text("polymm_private_address: 10.77.0.2\n")
     testbed.down(state, quiet=True, inventory=inventory)
     assert not (state / "restarts.json").exists()
     assert not (state / "testbed.json").exists()
     assert not (state / "secrets").exists()
     assert not vault.exists()
+    assert not provisioned.exists()

@@ -4,6 +4,8 @@ and error bodies (what the collection's modules and the playbooks' uri calls rel
 from __future__ import annotations
 
 import json
+import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -11,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from polymm.sim.digitalocean import DigitalOceanSim, md5_fingerprint
+from polymm.sim.digitalocean import DigitalOceanSim, machine_command, md5_fingerprint
 
 TOKEN = "full-access"
 READ_ONLY = "read-only"
@@ -196,3 +198,52 @@ def test_alert_policies_need_a_receiver_and_a_real_droplet(sim: DigitalOceanSim)
     status, body = call(sim, "POST", "monitoring/alerts", policy)
     assert status == 200 and body["policy"]["uuid"]
     assert call(sim, "GET", "monitoring/alerts")[1]["policies"][0]["value"] == 80.0
+
+
+def test_a_droplet_with_a_machine_behind_it_is_new_until_the_machine_is_up(sim: DigitalOceanSim) -> None:
+    booted: list[tuple[str, str]] = []
+    release = threading.Event()
+
+    def machine(name: str, region: str) -> str:
+        booted.append((name, region))
+        release.wait(10)
+        return "10.77.0.2\n"
+
+    sim.machines = machine
+    status, body = call(sim, "POST", "droplets", droplet("data-collector", region="ams3"))
+    assert status == 202
+    ref = body["droplet"]["id"]
+    for _ in range(3):  # reads do not settle it while the machine boots
+        got = call(sim, "GET", f"droplets/{ref}")[1]["droplet"]
+        assert (got["status"], got["networks"]["v4"]) == ("new", [])
+    assert booted == [("data-collector", "ams3")]
+    release.set()
+    deadline = time.monotonic() + 5
+    while (got := call(sim, "GET", f"droplets/{ref}")[1]["droplet"])["status"] == "new":
+        assert time.monotonic() < deadline, "droplet never became active"
+        time.sleep(0.05)
+    assert got["status"] == "active"
+    public = [n["ip_address"] for n in got["networks"]["v4"] if n["type"] == "public"]
+    assert public == ["10.77.0.2"]  # the machine's own address, not one the sim made up
+
+
+def test_a_machine_that_fails_leaves_the_droplet_booting_and_says_why(
+    sim: DigitalOceanSim, caplog: pytest.LogCaptureFixture
+) -> None:
+    sim.machines = machine_command("sh -c 'echo no address here'", timeout_s=10)
+    ref = call(sim, "POST", "droplets", droplet("binance-sender"))[1]["droplet"]["id"]
+    deadline = time.monotonic() + 5
+    while not any("did not come up" in r.message for r in caplog.records):
+        assert time.monotonic() < deadline, "no log line for the failed machine"
+        time.sleep(0.05)
+    assert call(sim, "GET", f"droplets/{ref}")[1]["droplet"]["status"] == "new"
+    line = next(r.getMessage() for r in caplog.records if "did not come up" in r.message)
+    assert "binance-sender" in line and "no address here" in line
+
+
+def test_machine_command_fills_in_the_droplet_and_reads_the_last_line() -> None:
+    boot = machine_command("sh -c 'echo booting {name} in {region}; echo 10.77.0.1'", timeout_s=10)
+    assert boot("fra", "fra1") == "10.77.0.1"
+    failing = machine_command("sh -c 'echo vm {name} would not start >&2; exit 3'", timeout_s=10)
+    with pytest.raises(RuntimeError, match="exited 3: vm fra would not start"):
+        failing("fra", "fra1")

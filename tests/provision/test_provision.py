@@ -385,10 +385,15 @@ def test_recover_keeps_the_executors_reserved_ip(
 ) -> None:
     old = droplets(do_sim)["trading-executor"]
     address = ansible.provisioned("prod", "trading-executor")["polymm_private_address"]
-    run = ansible.run("recover.yml", "--skip-tags", "s3", recover_host="trading-executor")
+    # --tags: the DigitalOcean side only. The retire play's API calls are included tasks, which
+    # run under --tags only if they inherit the play's tag (once they silently did not: the old
+    # droplet stayed on and named, so nothing was rebuilt).
+    run = ansible.run("recover.yml", "--tags", "droplets,monitoring", recover_host="trading-executor")
     assert run.rc == 0, run.output[-4000:]
     new = droplets(do_sim)["trading-executor"]
     assert new.id != old.id
+    retired = do_sim.droplets[old.id]
+    assert (retired.name, retired.status, retired.tags) == (f"trading-executor-retired-{old.id}", "off", [])
     assert do_sim.reserved_ips[address]["droplet_id"] == new.id
     assert len(do_sim.reserved_ips) == 1
     vars_ = ansible.provisioned("prod", "trading-executor")

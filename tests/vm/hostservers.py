@@ -1,5 +1,6 @@
 """The venues and S3 for the VMs, on the host: the project's simulators (Binance WS, Polymarket
-market WS, Gamma, the CLOB with signature and auth checks) and SeaweedFS as S3.
+market WS, Gamma, the CLOB with signature and auth checks), SeaweedFS as S3, and the DigitalOcean
+API sim whose droplets are the bed's VMs (its machine command is `testbed.py droplet-up`).
 
 Each runs as its own detached process with a pidfile in the state folder, bound to 127.0.0.1 on a
 free port: qemu's user network maps the guests' 10.0.2.2 to the host's loopback, so the guests
@@ -12,6 +13,7 @@ import contextlib
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -57,12 +59,18 @@ def collector_identity() -> S3Identity:
 def plan(state: Path, identity: S3Identity) -> tuple[list[Server], dict[str, str]]:
     """argv of every server, and the endpoint URLs as the guests see them."""
     py = sys.executable
-    ports = free_ports("binance", "polymarket", "gamma", "clob", "clob_ws", "ntp")
+    ports = free_ports("binance", "polymarket", "gamma", "clob", "clob_ws", "ntp", "digitalocean")
     # An empty S3 per bed: objects of an earlier run (same bucket, same hour's keys, the sim's same
     # trade ids) would pass "every lake file is in S3" and fail "no trade stored twice" (found so).
     shutil.rmtree(state / "s3", ignore_errors=True)
     weed_argv, s3_url = weed_mini_command(state / "s3", [ADMIN, identity])
     s3_port = int(s3_url.rsplit(":", 1)[1])
+    token_file = state / "do-token"
+    token_file.write_text("dop_v1_" + secrets.token_hex(32) + "\n")
+    token_file.chmod(0o600)
+    # Each droplet the playbooks create is a VM of this bed (the state folder is the servers' parent).
+    testbed = Path(__file__).resolve().with_name("testbed.py")
+    machine = shlex.join([py, str(testbed), "droplet-up", "{name}", "--state", str(state.parent)])
     servers = [
         Server("binance-sim", [py, "-m", "polymm.sim.binance_ws", "--port", str(ports["binance"]),
                                "--rate", "5"], ports["binance"]),
@@ -75,6 +83,9 @@ def plan(state: Path, identity: S3Identity) -> tuple[list[Server], dict[str, str
         # The guests' only time source (no route to a pool): chrony syncs to the host's clock.
         Server("ntp-sim", [py, "-m", "polymm.sim.ntp", "--port", str(ports["ntp"])], ports["ntp"], udp=True),
         Server("s3", weed_argv, s3_port),
+        Server("digitalocean-sim", [py, "-m", "polymm.sim.digitalocean", "--port", str(ports["digitalocean"]),
+                                    "--token-file", str(token_file), "--machine-command", machine],
+               ports["digitalocean"]),
     ]  # fmt: skip
     g = GUEST_HOST
     endpoints = {
@@ -88,6 +99,8 @@ def plan(state: Path, identity: S3Identity) -> tuple[list[Server], dict[str, str
         # the same servers from the host, for the checks
         "host_clob_url": f"http://127.0.0.1:{ports['clob']}",
         "host_s3_url": f"http://127.0.0.1:{s3_port}",
+        "do_api_url": f"http://127.0.0.1:{ports['digitalocean']}/v2",  # the control machine's only
+        "do_token_file": str(token_file),
     }
     return servers, endpoints
 

@@ -1,7 +1,10 @@
 """The recovery rehearsal's checks (molecule/default/side_effect.yml), with real commands:
 
-  before    just before the amsterdam VM is killed: S3's objects (key, size, ETag) and the moment
-  after     the replacement is converged and the dead disk salvaged: data-collector and the
+  before    just before the amsterdam VM is killed: S3's objects (key, size, ETag), the moment, and
+            the ams droplet the DigitalOcean sim lists
+  after     recover.yml rebuilt the droplet, the new VM is converged and the dead disk salvaged:
+            DigitalOcean's side (a new ams droplet on the same address, the old one off, untagged
+            and renamed, firewalls, alerts and provisioned.yml following the new one), data-collector and the
             executor running on the new VM, the relay links back, every object S3 held before
             untouched (none overwritten), no two objects with the same bytes, no row stored twice,
             the old host's last seconds in S3 (the salvage), and the new host's own rows there
@@ -16,6 +19,7 @@ import io
 import json
 import sys
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -26,6 +30,7 @@ import hostservers
 from polymm.sim.s3 import ADMIN
 
 BEFORE = g.STATE / "recovery-before.json"
+BED_INVENTORY = g.ROOT / "molecule" / "default" / "inventory"  # provision.yml writes provisioned.yml here
 TRADE_KEY = ("symbol", "trade_id", "is_agg")
 SALVAGED_WITHIN_NS = 5 * 10**9  # journaled every second: the dead host's last rows are this recent
 
@@ -41,14 +46,75 @@ def _listing(client: object) -> dict[str, list[object]]:
     return out
 
 
+def _digitalocean(path: str) -> dict[str, object]:
+    """GET from the DigitalOcean sim, as the playbooks do (bearer token)."""
+    endpoints = g.TB["endpoints"]
+    token = Path(endpoints["do_token_file"]).read_text().strip()
+    req = urllib.request.Request(f"{endpoints['do_api_url']}/{path}")
+    req.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())  # type: ignore[no-any-return]
+
+
+def _droplets() -> dict[str, dict[str, object]]:
+    return {d["name"]: d for d in _digitalocean("droplets?per_page=200")["droplets"]}
+
+
+def _public(droplet: dict[str, object]) -> str:
+    return next(n["ip_address"] for n in droplet["networks"]["v4"] if n["type"] == "public")
+
+
 def record_before() -> list[str]:
     active = g.show("ams", "data-collector", "ActiveState")["ActiveState"]
     if active != "active":
         raise g.CheckError(f"data-collector on the old ams is {active}: nothing to salvage")
+    droplet = _droplets().get("ams")
+    if droplet is None or _public(droplet) != g.TB["hosts"]["ams"]["link_address"]:
+        raise g.CheckError(f"the DigitalOcean sim has no ams droplet on the VM's address: {droplet}")
     journals = g.ssh("ams", "sudo find /data/journal -type f -size +0 -printf x", check=False)
-    doc = {"objects": _listing(_client()), "killed_ns": time.time_ns(), "journals": len(journals)}
+    doc = {"objects": _listing(_client()), "killed_ns": time.time_ns(), "journals": len(journals),
+           "droplet_id": droplet["id"]}  # fmt: skip
     BEFORE.write_text(json.dumps(doc))
-    return [f"S3 holds {len(doc['objects'])} objects; the old ams has {doc['journals']} journal files"]
+    return [f"S3 holds {len(doc['objects'])} objects; the old ams has {doc['journals']} journal files; "
+            f"its droplet is {droplet['id']}"]  # fmt: skip
+
+
+def check_droplet_rebuilt() -> list[str]:
+    """recover.yml's DigitalOcean side: everything that followed the old droplet follows the new one."""
+    import yaml
+
+    old_id = json.loads(BEFORE.read_text())["droplet_id"]
+    droplets = _droplets()
+    new, retired = droplets.get("ams"), droplets.get(f"ams-retired-{old_id}")
+    address = g.TB["hosts"]["ams"]["link_address"]
+    if new is None or new["id"] == old_id or new["status"] != "active" or _public(new) != address:
+        raise g.CheckError(f"no new active ams droplet on {address}: {new and (new['id'], new['status'])}")
+    if retired is None or retired["status"] != "off" or retired["tags"]:
+        raise g.CheckError(f"the old droplet is not off, untagged, renamed: {retired and retired['status']}")
+    if not g.TB["hosts"]["ams"].get("replaced"):
+        raise g.CheckError("the new droplet is not on a new VM (testbed.py droplet-up did not replace ams)")
+    lines = [f"droplet ams {old_id} -> {new['id']} on {address} (a new VM); {retired['name']} off, untagged"]
+    for fw in _digitalocean("firewalls")["firewalls"]:
+        if fw["name"].endswith("-relay"):
+            sources = fw["inbound_rules"][0]["sources"]["addresses"]
+            if not set(fw["tags"]) & set(new["tags"]) or sources != [_public(droplets["fra"])]:
+                raise g.CheckError(f"firewall {fw['name']}: tags {fw['tags']}, sources {sources}")
+    lines.append("relay firewalls: by tag on the new droplet, open only to fra")
+    entities = [p["entities"] for p in _digitalocean("monitoring/alerts")["policies"]]
+    if any(str(old_id) in e for e in entities) or sum(str(new["id"]) in e for e in entities) < 3:
+        raise g.CheckError(f"alert policies do not follow the new droplet: {entities}")
+    lines.append(
+        f"alerts: {sum(str(new['id']) in e for e in entities)} policies on the new droplet, none on the old"
+    )
+    for env_name in ("prod", "collect"):
+        path = (
+            g.ROOT / "molecule" / "default" / "inventory" / env_name / "host_vars" / "ams" / "provisioned.yml"
+        )
+        got = yaml.safe_load(path.read_text())
+        if (got["polymm_droplet_id"], got["polymm_private_address"]) != (new["id"], address):
+            raise g.CheckError(f"{path}: {got}")
+    lines.append("provisioned.yml (prod, collect) name the new droplet and its address")
+    return lines
 
 
 def check_units_on_new_ams() -> list[str]:
@@ -128,8 +194,8 @@ def check_collector_resumed() -> list[str]:
     return lines
 
 
-AFTER = [check_units_on_new_ams, g.check_relay_links, check_salvaged_tail, check_collector_resumed,
-         check_nothing_overwritten_or_twice]  # fmt: skip
+AFTER = [check_droplet_rebuilt, check_units_on_new_ams, g.check_relay_links, check_salvaged_tail,
+         check_collector_resumed, check_nothing_overwritten_or_twice]  # fmt: skip
 
 
 def main() -> None:

@@ -1,13 +1,19 @@
-"""The VM test bed: `python tests/vm/testbed.py up|down|replace [ams] [--state DIR]`.
+"""The VM test bed: `python tests/vm/testbed.py up|down|kill NAME|droplet-up NAME [--state DIR]`.
 
 up:   builds (or reuses) the Debian image and the wheelhouse, makes this run's secrets (relay
       certificates from scripts/generate-certs.sh, an S3 key for the collector, a Polymarket key
-      the local CLOB accepts) into Ansible Vault files, starts the host-side venues and S3, boots
-      the two VMs (fra 10.77.0.1, ams 10.77.0.2) in parallel and writes `testbed.json`, the file
-      the molecule inventory reads its addresses, ports and endpoints from.
-replace [ams]: kills that VM and boots a new one with the same address, its dead disk as /dev/vdb
-      (the recovery rehearsal, molecule/default/side_effect.yml).
-down: stops the VMs and the servers (by pidfile) and removes this run's vault files and overlays.
+      the local CLOB accepts) into Ansible Vault files, starts the host-side venues, S3 and the
+      DigitalOcean API sim, boots the two VMs (fra 10.77.0.1, ams 10.77.0.2) in parallel and writes
+      `testbed.json`, the file the molecule inventory reads its ports and endpoints from.
+droplet-up NAME: the DigitalOcean sim's machine for a created droplet (its --machine-command):
+      the first time, the VM `up` booted for it; once that VM was killed, a new VM with the same
+      address and the dead disk as /dev/vdb. Prints the machine's address (the droplet's public IP).
+kill NAME: the host dies (SIGKILL to its qemu; its disk is kept for the salvage).
+down: stops the VMs and the servers (by pidfile) and removes this run's vault files, overlays and
+      the provisioned.yml files provision.yml wrote into the bed's inventory.
+
+So the recovery rehearsal (molecule/default/side_effect.yml) is the operator's: `kill ams`, then
+the real playbooks/recover.yml asks the DigitalOcean sim for a new droplet, which boots the new VM.
 
 The molecule scenario (molecule/default) calls both from its create/destroy playbooks.
 """
@@ -189,21 +195,42 @@ def up(state: Path, *, skip_wheelhouse: bool = False) -> dict[str, object]:
     return doc
 
 
-def replace(state: Path, name: str) -> dict[str, object]:
-    """Kill VM `name` and boot its replacement (vms.crash_and_replace); testbed.json and
+def kill(state: Path, name: str) -> None:
+    """The host dies with whatever it had not uploaded; its disk stays for the salvage."""
+    dead = vms.crash(name, state / "vms")
+    doc = json.loads((state / "testbed.json").read_text())
+    doc["hosts"][name]["killed_at"] = time.time()
+    (state / "testbed.json").write_text(json.dumps(doc, indent=1))
+    log(f"{name} killed (SIGKILL to its qemu), disk kept as {dead.name}")
+
+
+def droplet_up(state: Path, name: str) -> str:
+    """The machine behind a droplet the DigitalOcean sim creates: the VM `up` booted, claimed once;
+    after `kill`, a replacement (vms.boot_replacement) on the same address. testbed.json and
     known_hosts follow its new SSH port, so the inventory reaches the new machine."""
     doc = json.loads((state / "testbed.json").read_text())
+    host = doc["hosts"].get(name)
+    machine = next((m for m in vms.load(state / "vms") if m.name == name), None)
+    if host is None or machine is None:
+        raise SystemExit(f"droplet-up: the bed has no VM named {name!r} (it has {sorted(doc['hosts'])})")
+    if vms.alive(machine):
+        if host.get("droplet_claimed"):
+            raise SystemExit(f"droplet-up: {name} already backs a droplet and still runs: kill it first")
+        host["droplet_claimed"] = True
+        (state / "testbed.json").write_text(json.dumps(doc, indent=1))
+        return machine.link_address
     image = Path(str(doc["image"]))
     t = time.monotonic()
-    new = vms.crash_and_replace(name, image, state / "vms")
-    log(f"{name} killed (SIGKILL), replacement booting, old disk attached as /dev/vdb")
+    new = vms.boot_replacement(name, image, state / "vms")
+    log(f"{name}: new VM booting on {new.link_address}, the dead disk attached as /dev/vdb")
     known_hosts = vms.write_known_hosts(vms.load(state / "vms"), image, state / "known_hosts")
     ready = vms.wait_ready([new], image, known_hosts, ADMIN_USER)
-    doc["hosts"][name]["ssh_port"] = new.ssh_port
+    doc = json.loads((state / "testbed.json").read_text())
+    doc["hosts"][name].update(ssh_port=new.ssh_port, droplet_claimed=True, replaced=True)
     doc.setdefault("timings", {})[f"replace_{name}_s"] = round(time.monotonic() - t, 1)
     (state / "testbed.json").write_text(json.dumps(doc, indent=1))
     log(f"replacement {name} ready in {time.monotonic() - t:.1f} s ({ready})")
-    return doc
+    return new.link_address
 
 
 def down(state: Path, *, quiet: bool = False, inventory: Path = INVENTORY) -> None:
@@ -217,14 +244,16 @@ def down(state: Path, *, quiet: bool = False, inventory: Path = INVENTORY) -> No
     shutil.rmtree(state / "vault-pass", ignore_errors=True)
     for name in ("testbed.json", "restarts.json"):
         (state / name).unlink(missing_ok=True)
+    for provisioned in inventory.glob("*/host_vars/*/provisioned.yml"):
+        provisioned.unlink()
     if not quiet or stopped or servers:
         log(f"down: stopped VMs {stopped or 'none'}, servers {servers or 'none'}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=("up", "down", "replace"))
-    parser.add_argument("host", nargs="?", default="ams", help="replace: the VM to kill and rebuild")
+    parser.add_argument("action", choices=("up", "down", "kill", "droplet-up"))
+    parser.add_argument("host", nargs="?", default="ams", help="kill, droplet-up: the VM")
     parser.add_argument("--state", type=Path, default=Path(os.environ.get("POLYMM_VM_STATE", DEFAULT_STATE)))
     parser.add_argument("--reuse-wheelhouse", action="store_true", help="keep an existing wheelhouse")
     args = parser.parse_args()
@@ -236,8 +265,11 @@ def main() -> None:
     if args.action == "down":
         down(state)
         return
-    if args.action == "replace":
-        replace(state, args.host)
+    if args.action == "kill":
+        kill(state, args.host)
+        return
+    if args.action == "droplet-up":
+        print(droplet_up(state, args.host), flush=True)  # the sim reads the last line
         return
     try:
         up(state, skip_wheelhouse=args.reuse_wheelhouse)

@@ -100,13 +100,10 @@ def boot(specs: list[VmSpec], image: Path, state: Path, *, memory_mb: int = 1536
     return vms
 
 
-def crash_and_replace(name: str, image: Path, state: Path) -> Vm:
-    """The recovery rehearsal: SIGKILL the VM (the host dies with whatever it had not uploaded),
-    keep its disk as `<name>-dead.qcow2`, and boot a replacement from a fresh overlay on the same
-    link address (the reserved/private address) with the dead disk attached as /dev/vdb, the way
-    an operator reaches the old host's disk. `snapshot=on`: the dead disk itself is never written."""
-    machines = load(state)
-    old = next(v for v in machines if v.name == name)
+def crash(name: str, state: Path) -> Path:
+    """The host dies: SIGKILL its qemu (with whatever it had not uploaded) and keep its disk as
+    `<name>-dead.qcow2`, the disk an operator salvages. Returns that disk."""
+    old = next(v for v in load(state) if v.name == name)
     if (pid := _pid(old)) is not None:
         os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 15
@@ -114,6 +111,18 @@ def crash_and_replace(name: str, image: Path, state: Path) -> Vm:
             time.sleep(0.1)
     dead = state / f"{name}-dead.qcow2"
     os.replace(old.overlay, dead)
+    return dead
+
+
+def boot_replacement(name: str, image: Path, state: Path) -> Vm:
+    """A new machine for a crashed VM: a fresh overlay on the same link address (what a reserved IP
+    gives a rebuilt droplet) and the dead disk attached as /dev/vdb, the way an operator reaches the
+    old host's disk. `snapshot=on`: the dead disk itself is never written."""
+    machines = load(state)
+    old = next(v for v in machines if v.name == name)
+    dead = state / f"{name}-dead.qcow2"
+    if alive(old) or not dead.exists():
+        raise RuntimeError(f"{name} has not crashed (no {dead.name}, or its qemu still runs)")
     subprocess.run(
         ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(image / "base.qcow2"),
          old.overlay],
@@ -160,7 +169,7 @@ def wait_one(vm: Vm, image: Path, known_hosts: Path, user: str, timeout_s: float
     start = time.monotonic()
     deadline = start + timeout_s
     while not _banner(vm.ssh_port):
-        if not _alive(vm):
+        if not alive(vm):
             raise RuntimeError(f"{vm.name}: qemu exited; console: {_tail(vm.console)}")
         if time.monotonic() > deadline:
             raise TimeoutError(
@@ -212,7 +221,7 @@ def _pid(vm: Vm) -> int | None:
     return pid if b"qemu-system" in cmdline and vm.overlay.encode() in cmdline else None
 
 
-def _alive(vm: Vm) -> bool:
+def alive(vm: Vm) -> bool:
     return _pid(vm) is not None
 
 

@@ -11,8 +11,10 @@ as DigitalOcean's custom-scoped tokens are (403 `{"id": "forbidden", ...}`). Cre
 
 Droplets come up "new" and are "active" from the next read on (`boot_delay_s` to slow that down);
 actions are "in-progress" when posted and "completed" from the next read on. Addresses are from the
-documentation ranges unless a test assigns them (`public_addresses`, by droplet name), so a VM test
-bed can make the API hand out the addresses its VMs really have.
+documentation ranges, unless the sim is given `machines`: a function that boots a real machine for
+each created droplet and returns its address (standalone: `--machine-command`, e.g. the VM test
+bed's `testbed.py droplet-up {name}`). The droplet then stays "new" until that machine is up, and
+the API hands out the address the machine really has.
 
 Runs on the caller's loop (`await sim.start()`), in a daemon thread (`sim.start_in_thread()`) for
 synchronous tests that run `ansible-playbook`, or standalone: `python -m polymm.sim.digitalocean`.
@@ -30,16 +32,23 @@ import itertools
 import json
 import logging
 import re
+import shlex
+import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from polymm.sim.clob_http import HttpServer, Request, Response
 
 log = logging.getLogger("polymm.sim.digitalocean")
+
+# (droplet name, region) -> the public IPv4 of the machine booted for it; may take minutes.
+MachineHook = Callable[[str, str], str]
 
 REGIONS = {
     "ams3": "Amsterdam 3",
@@ -177,7 +186,7 @@ class DigitalOceanSim:
         self.host = host
         self.boot_delay_s = 0.0
         self.action_delay_s = 0.0
-        self.public_addresses: dict[str, str] = {}  # droplet name -> public IPv4 the next create gets
+        self.machines: MachineHook | None = None  # boots a real machine per created droplet
         self.ssh_keys: dict[int, dict[str, Any]] = {}
         self.droplets: dict[int, Droplet] = {}
         self.actions: dict[int, Action] = {}
@@ -480,10 +489,7 @@ class DigitalOceanSim:
         return {"name": REGIONS[slug], "slug": slug, "sizes": sorted(SIZES), "available": True,
                 "features": features}  # fmt: skip
 
-    def _allocate_public(self, name: str, region: str) -> str:
-        wanted = self.public_addresses.pop(name, None)
-        if wanted is not None:
-            return wanted
+    def _allocate_public(self, region: str) -> str:
         host = self._next_host[region]
         self._next_host[region] += 1
         net = {"fra1": "203.0.113", "ams3": "198.51.100"}.get(region, "192.0.2")
@@ -513,17 +519,34 @@ class DigitalOceanSim:
             except ApiError as exc:
                 raise _unprocessable(f"ssh key {ref} could not be found") from exc
         now = time.time()
-        public = self._allocate_public(name, region)
+        public = "" if self.machines else self._allocate_public(region)
+        private = self._private_for(region, public) if public else ""
         droplet = Droplet(
             id=next(self._ids), name=name, region=region, size=size, image=image, tags=list(tags),
-            ssh_key_ids=key_ids, public_ip=public, private_ip=self._private_for(region, public),
+            ssh_key_ids=key_ids, public_ip=public, private_ip=private,
             monitoring=bool(body.get("monitoring")), created=now,
-            ready_at=time.monotonic() + self.boot_delay_s, request_no=self._request_no,
+            ready_at=float("inf") if self.machines else time.monotonic() + self.boot_delay_s,
+            request_no=self._request_no,
         )  # fmt: skip
         self.droplets[droplet.id] = droplet
+        if self.machines is not None:
+            threading.Thread(target=self._boot_machine, args=(droplet, self.machines), daemon=True).start()
         for tag in tags:  # DigitalOcean creates tags named at droplet creation
             self.tags.setdefault(tag, now)
         return droplet
+
+    def _boot_machine(self, droplet: Droplet, machines: MachineHook) -> None:
+        """Off the loop: the droplet is "new" (no addresses) until its machine answers."""
+        try:
+            public = str(ipaddress.IPv4Address(machines(droplet.name, droplet.region).strip()))
+        except Exception as exc:  # any failure leaves the droplet booting, named in the log
+            log.error("machine for droplet %s (%d) did not come up: %s", droplet.name, droplet.id, exc)
+            return
+        with self.lock:
+            droplet.public_ip = public
+            droplet.private_ip = self._private_for(droplet.region, public)
+            droplet.ready_at = time.monotonic()
+        log.info("droplet %s (%d) is up at %s", droplet.name, droplet.id, public)
 
     def _droplets_route(
         self, method: str, rest: list[str], body: dict[str, Any], req: Request
@@ -965,8 +988,28 @@ class DigitalOceanSim:
         raise ApiError(405, "method_not_allowed", "method not allowed")
 
 
+def machine_command(template: str, timeout_s: float) -> MachineHook:
+    """A MachineHook running `template` ({name}, {region} filled in); its last stdout line is the address."""
+
+    def boot(name: str, region: str) -> str:
+        argv = [part.format(name=name, region=region) for part in shlex.split(template)]
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)
+        if out.returncode != 0:
+            tail = (out.stderr or out.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise RuntimeError(f"{argv[0]} exited {out.returncode}: {tail[0]}")
+        lines = out.stdout.strip().splitlines()
+        if not lines:
+            raise RuntimeError(f"{argv[0]} printed no address")
+        return lines[-1]
+
+    return boot
+
+
 async def _main(args: argparse.Namespace) -> None:
-    sim = DigitalOceanSim({args.token: None}, args.host, args.port)
+    token = args.token or args.token_file.read_text().strip()
+    sim = DigitalOceanSim({token: None}, args.host, args.port)
+    if args.machine_command:
+        sim.machines = machine_command(args.machine_command, args.machine_timeout)
     await sim.start()
     print(f"digitalocean sim listening on {sim.url}", flush=True)
     await asyncio.Event().wait()
@@ -976,7 +1019,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--token", required=True, help="the bearer token the server accepts")
+    tokens = parser.add_mutually_exclusive_group(required=True)
+    tokens.add_argument("--token", help="the bearer token the server accepts")
+    tokens.add_argument("--token-file", type=Path, help="a file holding that token (kept out of `ps`)")
+    parser.add_argument(
+        "--machine-command",
+        help="boots a machine per droplet ('{name}' and '{region}' filled in); its last line is the IPv4",
+    )
+    parser.add_argument("--machine-timeout", type=float, default=900.0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
     with contextlib.suppress(KeyboardInterrupt):
