@@ -127,6 +127,7 @@ def synth_hour(root: Path, hour: int, bbo_rate: float, l2_rate: float, rng: np.r
                     "side": np.where(sell, "SELL", "BUY").tolist(),
                     "exch_ts": tts // 1_000_000,
                     "fee_rate_bps": ["0"] * k,
+                    "transaction_hash": [f"0x{token[-3:]}{hour:x}{j:08x}" for j in range(k)],
                 },
             )
             total += m + k
