@@ -182,6 +182,8 @@ class Backtest:
         heap = self._heap
         while True:
             nxt = heap[0][0] if heap else t + 1
+            if self._next_supervise <= t and self._armed and not self.risk.active:
+                self._skip_fresh_ticks(min(t, nxt, self._next_timer, self._next_sample))
             periodic = min(self._next_timer, self._next_supervise, self._next_sample)
             if nxt > t and periodic > t:
                 return
@@ -200,6 +202,29 @@ class Backtest:
             when, kind, _, payload = heapq.heappop(heap)
             self.now = max(self.now, when)
             self._run(kind, payload)
+
+    def _skip_fresh_ticks(self, limit: int) -> None:
+        """Run the supervisor ticks up to `limit` (inclusive) that would take `_supervise`'s fast
+        path, i.e. do nothing: armed, no kill active, both feeds fresh. Nothing else runs before
+        `limit` (it is at most the next scheduled work, timer and sample; at the same instant the
+        supervisor goes first), so none of what the check reads changes in between: the same
+        check per tick, without a pass of the scheduling loop each (50 per second)."""
+        p = self._next_supervise
+        b, pl = self.binance_last_ns, self.poly_last_ns
+        if not (b and self.poly_up and pl):
+            return
+        lim = self.cfg.limits
+        stale_b, stale_p = lim.binance_stale_ms * 1e6, lim.poly_feed_stale_ms * 1e6
+        step = self._supervise_ns
+        now = self.now
+        while p <= limit:
+            if p > now:
+                now = p
+            if not (now - b <= stale_b and now - pl <= stale_p):
+                break
+            p += step
+        self.now = now
+        self._next_supervise = p
 
     def start(self, t: int) -> None:
         self.now = self.first_ns = t
@@ -390,7 +415,8 @@ class Backtest:
         for q in quotes:
             reject = self.risk.check_order(q, pending, self.positions.shares, now)
             if reject is not None:
-                self.counters.risk_rejects[reject.value] = self.counters.risk_rejects.get(reject.value, 0) + 1
+                why = reject.value
+                self.counters.risk_rejects[why] = self.counters.risk_rejects.get(why, 0) + 1
                 continue
             approved.append(q)
             pending.append(LiveOrder("?", q.token_id, "", q.side, q.price, q.size))

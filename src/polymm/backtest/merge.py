@@ -89,10 +89,19 @@ def _columns(tables: Sequence[tuple[str, pa.Table]]) -> tuple[pa.Table, list[str
     return pa.concat_tables([t for _, t in tables]), part
 
 
+def _pylist(col: pa.ChunkedArray) -> list[object]:
+    """The column as Python values; numeric columns without nulls through numpy (several times
+    faster than to_pylist, the same ints / floats / bools)."""
+    typ = col.type
+    if col.null_count == 0 and (
+        pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_boolean(typ)
+    ):
+        return col.to_numpy().tolist()  # type: ignore[no-any-return]
+    return col.to_pylist()
+
+
 def _plain(table: pa.Table, part: list[str]) -> Columns:
-    return Columns(
-        table.num_rows, part, {name: table.column(name).to_pylist() for name in table.column_names}
-    )
+    return Columns(table.num_rows, part, {name: _pylist(table.column(name)) for name in table.column_names})
 
 
 def _l2(table: pa.Table, part: list[str]) -> L2Rows:
@@ -108,7 +117,7 @@ def _l2(table: pa.Table, part: list[str]) -> L2Rows:
 
     bpx, bsz, bo = side("bids")
     apx, asz, ao = side("asks")
-    return L2Rows(table.num_rows, part, table.column("recv_ts").to_pylist(), bpx, bsz, bo, apx, asz, ao)
+    return L2Rows(table.num_rows, part, _pylist(table.column("recv_ts")), bpx, bsz, bo, apx, asz, ao)
 
 
 def read_hour(reader: LakeReader, hour: int, sel: Selection) -> Chunk:

@@ -156,8 +156,9 @@ def make_quotes(
             bid_size *= scale
         if ask_cost:
             ask_size *= scale
-    bid_size = floor_size(bid_size) if bid_size > 0.0 else 0.0
-    ask_size = floor_size(ask_size) if ask_size > 0.0 else 0.0
+    # floor_size, inlined (hot path)
+    bid_size = math.floor(bid_size * 100.0 + _EPS) / 100.0 if bid_size > 0.0 else 0.0
+    ask_size = math.floor(ask_size * 100.0 + _EPS) / 100.0 if ask_size > 0.0 else 0.0
     if bid_size < p.min_size:
         bid_t, bid_size = 0, 0.0
     if ask_size < p.min_size:

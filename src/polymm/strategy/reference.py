@@ -315,8 +315,15 @@ class ReferenceStrategy:
             return None
         m = state.config
         mid = sym.mid
-        spot = mid + m.basis_usd(mid)
-        rel_basis = m.basis_uncertainty_usd(mid) / spot if spot > 0.0 else 0.0
+        # m.basis_usd(mid) and m.basis_uncertainty_usd(mid), inlined (the same arithmetic): this
+        # runs once per market per Binance BBO.
+        if m.basis_unit == "usd":
+            spot = mid + m.basis
+            basis_unc = m.basis_uncertainty
+        else:
+            spot = mid + mid * m.basis * 1e-4
+            basis_unc = mid * m.basis_uncertainty * 1e-4
+        rel_basis = basis_unc / spot if spot > 0.0 else 0.0
         sigma = sym.vol.sigma
         t_s = (state.expiry_ns - now) * 1e-9
         fair, d_lns, d_sigma = digital(spot, strike, t_s, sigma, rel_basis * rel_basis)
