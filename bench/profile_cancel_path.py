@@ -16,10 +16,12 @@ taken at each hand-over of the cancel's path, by wrapping the functions involved
 Also whether the pre-signing of the replacement quotes (started just before the cancel, on the
 same pool) was running while the cancel waited, and how long it held a thread.
 
-Experiment switch: `--journal-deferred` queues the journal's lines only once the loop is idle
-(loop.call_soon), to see what waking the journal's writer thread on the path costs.
+Two passes in one run, alternating set-ups: the executor as it is (the journal hands its lines to
+the writer thread once per loop iteration) and the baseline `journal_immediate_*` (the journal's
+`defer=False`: every line wakes the writer thread on the spot, as before issue 11), to see what
+waking the journal's writer thread on the path costs.
 
-usage: bench/profile_cancel_path.py [--quick] [--rounds N] [--journal-deferred]
+usage: bench/profile_cancel_path.py [--quick] [--rounds N]
 """
 
 from __future__ import annotations
@@ -58,18 +60,6 @@ def stamp(name: str) -> None:
 
 def first_after(name: str, t0: int) -> int | None:
     return next((t for t in STAMPS.get(name, []) if t >= t0), None)
-
-
-def defer_journal() -> None:
-    from polymm.executor.journal import Journal
-
-    record = Journal.record
-
-    def record_later(self: Any, event: str, **fields: Any) -> None:
-        fields.setdefault("ts_ns", time.time_ns())
-        asyncio.get_running_loop().call_soon(lambda: record(self, event, **fields))
-
-    Journal.record = record_later  # type: ignore[method-assign]
 
 
 def instrument() -> None:
@@ -125,7 +115,7 @@ def instrument() -> None:
     httpcore_sync.SyncStream.write = write_stamped  # type: ignore[method-assign]
 
 
-async def measure(rounds: int) -> dict[str, Any]:
+async def measure(rounds: int, defer_journal: bool) -> dict[str, Any]:
     from polymm.executor.types import OrderState
     from polymm.relay.events import Bbo
 
@@ -134,6 +124,7 @@ async def measure(rounds: int) -> dict[str, Any]:
         sim, certs, markets = reaction.setup(tmp)
         try:
             executor, stop, task = await reaction.start_executor(sim, certs, markets, tmp)
+            executor.engine.journal.defer = defer_journal
             live = executor.engine.orders.orders
             seg: dict[str, list[float]] = {}
             presign_overlap = 0
@@ -192,14 +183,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="decision -> cancel-on-the-wire breakdown")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rounds", type=int, help="default 200, quick 40")
-    parser.add_argument("--journal-deferred", action="store_true", help="experiment, see above")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     instrument()
-    if args.journal_deferred:
-        defer_journal()
-    result = uvloop.run(measure(args.rounds or (40 if args.quick else 200)))
-    print(json.dumps({"journal_deferred": args.journal_deferred, **result}))
+    rounds = args.rounds or (40 if args.quick else 200)
+    result: dict[str, Any] = {}
+    for defer_journal in (True, False):  # ours first: any cold-start cost falls on us, not the baseline
+        STAMPS.clear()
+        figures = uvloop.run(measure(rounds, defer_journal))
+        prefix = "" if defer_journal else "journal_immediate_"
+        result.update({prefix + k: v for k, v in figures.items()})
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":
