@@ -1,5 +1,5 @@
 # Two entry points: `make demo` (local stack) and `make test` (lint, the suite, the VM tests).
-# `make test-fast`: lint + everything but the VMs (~7 min); `make test-deploy`: the VM tests alone (~12 min).
+# `make test-fast`: lint + everything but the VMs (~7 min); `make test-deploy`: the VM tests alone (~14 min).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
